@@ -1,0 +1,1 @@
+"""The tdx-contention application: the command line and the web server."""

@@ -1,0 +1,149 @@
+"""Scenarios: a TD's workload described in a TOML file, and the built-in ones."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.config import Config, check_field
+from engine.errors import ConfigError, ScenarioError
+from engine.guest import Layout, StochasticGuest
+from engine.params import Timing, Workload, override
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
+
+BUILTIN_NAMES = ("boot", "conversion", "zero-step")
+TOP_KEYS = ("name", "description", "source", "duration_us", "td", "timing", "workload")
+TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed")
+DEFAULT_DURATION_US = 100_000
+MAX_DURATION_US = 10_000_000_000
+VCPU_START_STAGGER_NS = 250  # vCPUs start a little apart, in index order
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed, validated scenario. `td` holds config defaults the file sets."""
+
+    name: str
+    description: str
+    source: str = ""
+    duration_us: int = DEFAULT_DURATION_US
+    td: dict[str, Any] = field(default_factory=dict)
+    timing: Timing = field(default_factory=Timing)
+    workload: Workload = field(default_factory=Workload)
+
+    def populate(self, sim: Simulation) -> None:
+        """Create the actors of this scenario in `sim` and schedule their first events."""
+        from engine.build import Builder
+        from engine.vcpu import Vcpu
+        from engine.zap import Zapper
+
+        layout: Layout = sim.layout
+        start_ns = 0
+        if self.workload.build_pages:
+            start_ns = Builder(sim, self.workload.build_pages).end_estimate_ns
+        for i in range(sim.config.vcpus):
+            guest = StochasticGuest(self.workload, layout, i, sim.rng)
+            vcpu = Vcpu(sim, i, guest)
+            sim.vcpus.append(vcpu)
+            sim.at(start_ns + i * VCPU_START_STAGGER_NS, vcpu.enter)
+        if self.workload.zap_pages:
+            sim.host_actors.append(Zapper(sim, 0, self.workload.zap_pages,
+                                          self.workload.zap_interval_ns, start_ns))
+
+    def config(self, **overrides: Any) -> Config:
+        """The run config: contract defaults, then this file's [td], then `overrides`."""
+        values = {"scenario": self.name, **self.td, **overrides}
+        return Config().with_changes(values)
+
+
+def _err(where: str, key: str, message: str) -> str:
+    return f"{where}: {key}: {message}"
+
+
+def parse(text: str, where: str = "<scenario>") -> Scenario:
+    """Parse and validate scenario TOML; raises ScenarioError listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([f"{where}: not valid TOML: {exc}"]) from None
+    errors: list[str] = []
+    for key in data:
+        if key not in TOP_KEYS:
+            errors.append(_err(where, key, f"unknown key; accepted: {', '.join(TOP_KEYS)}"))
+    name = data.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        errors.append(_err(where, "name", "required: a name of letters, digits, '-', '_' or '.'"))
+    description = data.get("description", "")
+    if not isinstance(description, str) or not description:
+        errors.append(_err(where, "description", "required: a one-line text"))
+    source = data.get("source", "")
+    if not isinstance(source, str):
+        errors.append(_err(where, "source", "must be a text (URL or Message-ID)"))
+    duration = data.get("duration_us", DEFAULT_DURATION_US)
+    if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION_US:
+        errors.append(_err(where, "duration_us", f"must be an integer from 1 to {MAX_DURATION_US}"))
+    td = _table(data, "td", where, errors)
+    for key, value in td.items():
+        if key not in TD_KEYS:
+            errors.append(_err(where, f"td.{key}", f"unknown key; accepted: {', '.join(TD_KEYS)}"))
+        elif (problem := check_field(key, value)) is not None:
+            errors.append(_err(where, f"td.{key}", problem.message))
+    timing, workload = Timing(), Workload()
+    for section in ("timing", "workload"):
+        values = _table(data, section, where, errors)
+        try:
+            if section == "timing":
+                timing = override(timing, values, section)
+            else:
+                workload = override(workload, values, section)
+        except ConfigError as exc:
+            errors.append(_err(where, exc.field, exc.message))
+    if not 10_000_000 <= timing.hp_lock_timeout_ns <= 100_000_000_000:
+        errors.append(_err(where, "timing.hp_lock_timeout_ns", "must be from 10 ms to 100 s"))
+    if errors:
+        raise ScenarioError(errors)
+    return Scenario(name=name, description=description, source=source, duration_us=duration,
+                    td=td, timing=timing, workload=workload)
+
+
+def _table(data: dict[str, Any], key: str, where: str, errors: list[str]) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        errors.append(_err(where, key, "must be a table"))
+        return {}
+    return value
+
+
+def load(path: str | Path) -> Scenario:
+    """Parse a scenario file; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse(text, str(path))
+
+
+_BUILTIN_CACHE: dict[str, Scenario] = {}
+
+
+def builtin_text(name: str) -> str:
+    return resources.files("engine.scenarios").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+
+
+def builtin_scenario(name: str) -> Scenario:
+    """A built-in scenario by name; ScenarioError for an unknown name."""
+    if name not in BUILTIN_NAMES:
+        raise ScenarioError([f"unknown scenario {name!r}; known: {', '.join(BUILTIN_NAMES)}"])
+    if name not in _BUILTIN_CACHE:
+        _BUILTIN_CACHE[name] = parse(builtin_text(name), f"{name}.toml")
+    return _BUILTIN_CACHE[name]
+
+
+def builtin_scenarios() -> list[Scenario]:
+    return [builtin_scenario(name) for name in BUILTIN_NAMES]

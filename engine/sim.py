@@ -1,0 +1,187 @@
+"""The simulation: the clock and event heap, the records buffer, and live controls."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.config import LIVE_FIELDS, Config
+from engine.errors import ConfigError, EngineError
+from engine.guest import Layout
+from engine.hostlocks import Mutex, RwLock
+from engine.locks import LockTable
+from engine.module import host_locks
+from engine.params import Timing, Workload
+from engine.policies import make_policy
+from engine.records import CONTROL, Record
+
+# Page states, one byte per guest page.
+UNMAPPED, PENDING, ACCEPTED, BLOCKED, LEAKED = range(5)
+
+
+class Simulation:
+    """One run: a pure function of (config, scenario, seed, control timeline).
+
+    `run_until(t_ns)` advances simulated time and returns the records that are complete,
+    in start-time order; `apply(changes)` changes live fields at the current time.
+    """
+
+    def __init__(self, config: Config, scenario: Any | None = None) -> None:
+        from engine.scenario import builtin_scenario  # scenarios import this module
+
+        self.config = config
+        self.scenario = scenario if scenario is not None else builtin_scenario(config.scenario)
+        self.timing: Timing = self.scenario.timing
+        self.workload: Workload = self.scenario.workload
+        self.rng = random.Random(config.seed)
+        self.now = 0
+        self._heap: list[tuple[int, int, Callable[[Any], None], Any]] = []
+        self._seq = 0
+        self.policy = make_policy(config.policy)
+        self.retry_max = config.retry_max
+        self.zero_step = config.zero_step
+        self.speed = config.speed
+        self.locks = LockTable(config.vcpus, host_priority=config.module_version == "1.5")
+        self.host_locks = host_locks(config.module_version)
+        self.layout = Layout(self.workload, config.vcpus)
+        self.pages = bytearray(self.layout.pages)
+        self.regions = bytearray(self.layout.pages // 512 + 1)
+        self.shared_attr = bytearray(self.layout.pages)
+        self.mmu_lock = RwLock()
+        self.vmm_mutex = Mutex()
+        self.td_epoch = 0
+        self.no_entry = 0
+        self.parked: list[Any] = []
+        self.invalidations: list[tuple[int, int]] = []
+        self.shared_ranges: list[tuple[int, int]] = []
+        self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
+                      "no_entry_ns": 0, "leaked_pages": 0}
+        # Records not yet handed out; VP.ENTER records stay open (a list) until the exit.
+        self._out: list[Record] = []
+        self._open: dict[int, int] = {}  # vcpu index -> absolute index in the stream
+        self._base = 0  # absolute index of _out[0]
+        self.seq = 0
+        self.vcpus: list[Any] = []
+        self.host_actors: list[Any] = []
+        self.scenario.populate(self)
+
+    # -- the clock -------------------------------------------------------------------
+    def at(self, t_ns: int, fn: Callable[[Any], None], arg: Any = None) -> None:
+        """Call fn(arg) at simulated time t_ns (after everything already due then)."""
+        self._seq += 1
+        heapq.heappush(self._heap, (t_ns, self._seq, fn, arg))
+
+    def run_until(self, t_ns: int) -> list[Record]:
+        """Process every event due at or before t_ns; return the complete records."""
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= t_ns:
+            t, _, fn, arg = pop(heap)
+            self.now = t
+            fn(arg)
+        if t_ns > self.now:
+            self.now = t_ns
+        return self.drain()
+
+    def finish(self) -> list[Record]:
+        """Close the records still open (vCPUs in the guest) and hand out the rest."""
+        for vcpu in self.vcpus:
+            vcpu.close_at_end()
+        self._open.clear()
+        return self.drain()
+
+    # -- records ---------------------------------------------------------------------
+    def emit(self, record: Record) -> None:
+        self._out.append(record)
+
+    def open_record(self, vcpu: int, record: list[Any]) -> None:
+        self._open[vcpu] = self._base + len(self._out)
+        self._out.append(record)
+
+    def close_record(self, vcpu: int) -> None:
+        del self._open[vcpu]
+
+    def drain(self) -> list[Record]:
+        """Hand out the records before the earliest still-open one, numbering them."""
+        out = self._out
+        if self._open:
+            cut = min(self._open.values()) - self._base
+            done = out[:cut]
+            del out[:cut]
+        else:
+            done = out[:]
+            out.clear()
+        self._base += len(done)
+        self.seq += len(done)
+        return done
+
+    # -- live controls ---------------------------------------------------------------
+    def apply(self, changes: dict[str, Any]) -> None:
+        """Change live fields now, and record a `control` event naming them."""
+        bad = [k for k in changes if k not in LIVE_FIELDS]
+        if bad:
+            raise ConfigError(bad[0], f"not a live field; live fields: {', '.join(LIVE_FIELDS)}")
+        self.config = self.config.with_changes(changes)
+        self.policy = make_policy(self.config.policy)
+        self.retry_max = self.config.retry_max
+        self.zero_step = self.config.zero_step
+        self.speed = self.config.speed
+        if self.policy.serialise_sept is False and self.vmm_mutex.queue:
+            while self.vmm_mutex.queue:
+                self.vmm_mutex.release()
+        ordered = {k: changes[k] for k in sorted(changes)}
+        self.emit((self.now, 0, CONTROL, "user", None, None, None, None, None, ordered))
+
+    # -- helpers for actors ----------------------------------------------------------
+    def enter_allowed(self, vcpu: Any) -> bool:
+        """False (and the vCPU is parked) while the upstream zap path blocks entry."""
+        if self.no_entry:
+            vcpu.parked_at = self.now
+            self.parked.append(vcpu)
+            return False
+        return True
+
+    def unblock_entry(self) -> None:
+        self.no_entry -= 1
+        if self.no_entry:
+            return
+        parked, self.parked = self.parked, []
+        for vcpu in parked:
+            self.stats["no_entry_ns"] += self.now - vcpu.parked_at
+            vcpu.enter(None)
+
+    def convert_to_private(self, gpa: int) -> None:
+        _convert_to_private(self, gpa)
+
+    def invalidating(self, gpa: int) -> bool:
+        return any(lo <= gpa < hi for lo, hi in self.invalidations)
+
+
+def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,
+           scenario: Any | None = None, slice_ns: int = 200_000) -> Iterator[Record]:
+    """Regenerate a run's records from its recipe: config, control timeline, end time."""
+    sim = Simulation(config, scenario)
+    for t_ns, changes in sorted(timeline, key=lambda item: item[0]):
+        if t_ns > end_ns:
+            raise EngineError(f"control at {t_ns} ns is after the run's end {end_ns} ns")
+        yield from _advance(sim, t_ns, slice_ns)
+        sim.apply(changes)
+    yield from _advance(sim, end_ns, slice_ns)
+    yield from sim.finish()
+
+
+def _advance(sim: Simulation, t_ns: int, slice_ns: int) -> Iterator[Record]:
+    while sim.now + slice_ns < t_ns:
+        yield from sim.run_until(sim.now + slice_ns)
+    yield from sim.run_until(t_ns)
+
+
+def _convert_to_private(sim: Simulation, gpa: int) -> None:
+    """Userspace converts the shared range holding `gpa` to private."""
+    for lo, hi in sim.shared_ranges:
+        if lo <= gpa < hi:
+            sim.shared_attr[lo:hi] = bytes(hi - lo)
+            return
+    sim.shared_attr[gpa] = 0

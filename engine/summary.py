@@ -1,0 +1,99 @@
+"""Counting records: the run summary (CONTRACT.md "Summary") and per-frame tallies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from engine.records import CALL_KINDS, Record, ZERO_STEP
+from engine.status import OPERANDS
+
+
+class Tally:
+    """Counts of attempts, BUSY, retries and give-ups, by operand and by leaf.
+
+    `add` is on the live path (every record passes through it once), so it works on
+    plain dicts and ints.
+    """
+
+    __slots__ = ("events", "attempts", "busy", "retries", "giveups", "zero_step_activations",
+                 "busy_by_operand", "by_leaf", "calls_by_attempts", "end_ns")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.attempts = 0
+        self.busy = 0
+        self.retries = 0
+        self.giveups = 0
+        self.zero_step_activations = 0
+        self.busy_by_operand: dict[str, int] = {}
+        # leaf -> [attempts, busy, retries, giveups]
+        self.by_leaf: dict[str, list[int]] = {}
+        # completed logical calls by their number of attempts
+        self.calls_by_attempts: dict[int, int] = {}
+        self.end_ns = 0
+
+    def add(self, records: Iterable[Record]) -> None:
+        by_leaf = self.by_leaf
+        by_operand = self.busy_by_operand
+        hist = self.calls_by_attempts
+        events = attempts = 0
+        for rec in records:
+            events += 1
+            kind = rec[2]
+            if kind in CALL_KINDS:
+                attempts += 1
+                leaf_counts = by_leaf.get(rec[4])
+                if leaf_counts is None:
+                    leaf_counts = by_leaf[rec[4]] = [0, 0, 0, 0]
+                leaf_counts[0] += 1
+                attempt = rec[7]
+                if attempt > 1:
+                    self.retries += 1
+                    leaf_counts[2] += 1
+                outcome = rec[8]
+                if outcome != "success" and outcome != "error":
+                    self.busy += 1
+                    leaf_counts[1] += 1
+                    operand = rec[6]
+                    by_operand[operand] = by_operand.get(operand, 0) + 1
+                    if outcome == "giveup":
+                        self.giveups += 1
+                        leaf_counts[3] += 1
+                        hist[attempt] = hist.get(attempt, 0) + 1
+                else:
+                    hist[attempt] = hist.get(attempt, 0) + 1
+            elif kind == ZERO_STEP:
+                self.zero_step_activations += 1
+            end = rec[0] + rec[1]
+            if end > self.end_ns:
+                self.end_ns = end
+        self.events += events
+        self.attempts += attempts
+
+    def counts(self) -> dict[str, Any]:
+        """The contract's counting fields (no config, no sim_ns)."""
+        return {
+            "events": self.events,
+            "attempts": self.attempts,
+            "busy": self.busy,
+            "retries": self.retries,
+            "giveups": self.giveups,
+            "zero_step_activations": self.zero_step_activations,
+            "busy_by_operand": {op: self.busy_by_operand.get(op, 0) for op in OPERANDS},
+            "by_leaf": {
+                leaf: {"attempts": c[0], "busy": c[1], "retries": c[2], "giveups": c[3]}
+                for leaf, c in sorted(self.by_leaf.items())
+            },
+            "attempts_per_call": {str(k): v for k, v in sorted(self.calls_by_attempts.items())},
+        }
+
+
+def summary(config: dict[str, Any], sim_ns: int, tally: Tally,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary object of CONTRACT.md, with `extra` figures appended."""
+    out: dict[str, Any] = {"config": config, "sim_ns": sim_ns}
+    out.update(tally.counts())
+    if extra:
+        out.update(extra)
+    return out

@@ -1,0 +1,423 @@
+"""A vCPU thread: TDH.VP.ENTER, the guest's run, the TD exit, and KVM's fault path."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine import guest as g
+from engine.module import GUEST_LOCKS, VP_ENTER_BRIEF, VP_ENTER_BRIEF_ZERO_STEP, VP_ENTER_HELD
+from engine.policies import GIVE_UP
+from engine.records import (
+    BUSY, ERROR, GIVEUP, HP_TIMEOUT, MEMORY_FAULT, SEAMCALL, SUCCESS, TDCALL, ZERO_STEP,
+    ZERO_STEP_ARMED, ZERO_STEP_DISARMED,
+)
+from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
+from engine.status import (
+    EXIT_EPT_VIOLATION, EXIT_EXTERNAL_INTERRUPT, EXIT_HLT, EXIT_IO,
+    TDX_HOST_PRIORITY_BUSY_TIMEOUT, TDX_OPERAND_BUSY_HOST_PRIORITY, STATUS_CLASS_MASK,
+)
+from engine.zerostep import ZeroStepFilter
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
+
+VP_ENTER = "TDH.VP.ENTER"
+ACCEPT = "TDG.MEM.PAGE.ACCEPT"
+SEPT_ADD = "TDH.MEM.SEPT.ADD"
+AUG = "TDH.MEM.PAGE.AUG"
+EXIT_STOP = -1  # the script ended: the vCPU halts for good
+
+_ACCEPT_LOCKS = GUEST_LOCKS[ACCEPT]
+
+
+class Vcpu:
+    """One vCPU and the host thread that runs it. Methods named after events take `_`:
+    they are called by the event heap with one (ignored) argument."""
+
+    def __init__(self, sim: Simulation, index: int, guest: g.Guest,
+                 memory_fault_ignore: int = 0) -> None:
+        self.sim = sim
+        self.i = index
+        self.name = f"vcpu{index}"
+        self.guest = guest
+        self.zs = ZeroStepFilter()
+        self.memory_fault_ignore = memory_fault_ignore
+        self.memory_faults = 0
+        self.signal_pending = False
+        self.op: g.Op | None = None
+        self.pos = 0
+        self.compute_left = 0
+        self.compute_end = 0
+        self.gen = 0
+        self.in_guest = False
+        self.entering = False
+        self.in_tdcall = False
+        self.kick_pending = False
+        self.record: list[Any] | None = None
+        self.enter_t = 0
+        self.vm_entry_t = 0
+        self.enter_attempt = 1
+        self.entry_epoch = 0
+        self.hp_since = -1
+        self.parked_at = 0
+        self.guest_ns = 0
+        self.done = False
+        # The fault path's current logical call.
+        self.fault_gpa = 0
+        self.leaf = ""
+        self.attempt = 1
+        self.holds_vmm = False
+
+    # -- entering the guest ----------------------------------------------------------
+    def enter(self, _: Any) -> None:
+        sim = self.sim
+        if self.done or not sim.enter_allowed(self):
+            return
+        t = sim.now
+        locks = sim.locks
+        timing = sim.timing
+        fail = locks.try_acquire(VP_ENTER_HELD, self.i, 0, True)
+        armed = False
+        if fail is None:
+            armed = sim.zero_step and self.zs.armed
+            brief = VP_ENTER_BRIEF_ZERO_STEP if armed else VP_ENTER_BRIEF
+            if armed:
+                sim.emit((t, 0, ZERO_STEP, self.name, VP_ENTER, None, None, None, None,
+                          {"gpas": len(self.zs.gpas)}))
+            fail = locks.try_acquire(brief, self.i, 0, True)
+            if fail is not None:
+                locks.release(VP_ENTER_HELD, self.i, 0)
+        attempt = self.enter_attempt
+        if fail is not None:
+            retry = sim.policy.enter_busy(fail.status, attempt, sim.retry_max)
+            sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, VP_ENTER, fail.status,
+                      fail.operand, attempt, BUSY if retry else GIVEUP, None))
+            self.enter_attempt = attempt + 1 if retry else 1
+            gap = timing.retry_gap_ns if retry else timing.reenter_gap_ns
+            sim.at(t + timing.seamcall_ns + gap, self.enter)
+            return
+        self.enter_attempt = 1
+        self.entry_epoch = sim.td_epoch
+        if armed:
+            missing = next((p for p in self.zs.gpas if sim.pages[p] in (UNMAPPED, BLOCKED)), -1)
+            if missing >= 0:
+                # Re-walk found a listed GPA unmapped: no entry, a synthetic EPT exit.
+                dur = timing.vp_entry_ns + timing.td_exit_ns
+                sim.emit((t, dur, SEAMCALL, self.name, VP_ENTER, EXIT_EPT_VIOLATION, None,
+                          attempt, SUCCESS, {"synthetic": True, "gpa": hex(missing << 12)}))
+                sim.stats["synthetic_exits"] += 1
+                sim.at(t + timing.vp_entry_ns, self._release_brief, brief)
+                self.fault_gpa = missing
+                sim.at(t + dur, self._after_synthetic, None)
+                return
+        self.record = [t, 0, SEAMCALL, self.name, VP_ENTER, 0, None, attempt, SUCCESS, None]
+        sim.open_record(self.i, self.record)
+        self.enter_t = t
+        self.entering = True
+        sim.at(t + timing.vp_entry_ns, self._vm_entry, brief)
+
+    def _release_brief(self, brief: Any) -> None:
+        self.sim.locks.release(brief, self.i, 0)
+
+    def _after_synthetic(self, _: Any) -> None:
+        self.sim.locks.release(VP_ENTER_HELD, self.i, 0)
+        self._fault(self.fault_gpa)
+
+    def _vm_entry(self, brief: Any) -> None:
+        sim = self.sim
+        sim.locks.release(brief, self.i, 0)
+        self.entering = False
+        self.in_guest = True
+        self.vm_entry_t = sim.now
+        op = self.op
+        self.zs.on_entry(op.rip if op is not None else -1)
+        if self.kick_pending:
+            self.kick_pending = False
+            self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return
+        self._resume()
+
+    # -- the guest -------------------------------------------------------------------
+    def _resume(self) -> None:
+        """Run the guest from where it is: the rest of its compute, then its instruction."""
+        if self.op is None:
+            self.op = self.guest.next_op()
+            self.pos = 0
+            self.compute_left = self.op.run_ns
+        if self.compute_left > 0:
+            self.compute_end = self.sim.now + self.compute_left
+            self.sim.at(self.compute_end, self._instruction, self.gen)
+        else:
+            self._instruction(self.gen)
+
+    def _instruction(self, gen: int) -> None:
+        if gen != self.gen:
+            return  # a kick ended this run earlier
+        sim = self.sim
+        self.compute_left = 0
+        op = self.op
+        assert op is not None
+        kind = op.kind
+        if kind == g.IO:
+            self._exit(EXIT_IO)
+        elif kind == g.HLT:
+            self._exit(EXIT_HLT)
+        elif kind == g.STOP:
+            self._exit(EXIT_STOP)
+        elif kind == g.ACCEPT:
+            gpa = op.gpas[0]
+            state = sim.pages[gpa]
+            if state == PENDING:
+                self._tdcall_accept(gpa)
+            elif state in (UNMAPPED, BLOCKED):
+                self._exit(EXIT_EPT_VIOLATION, gpa, counted=False)
+            else:
+                self._op_done()
+        else:
+            gpas = op.gpas
+            while self.pos < len(gpas):
+                gpa = gpas[self.pos]
+                state = sim.pages[gpa]
+                if sim.shared_attr[gpa] or state == UNMAPPED or state == BLOCKED:
+                    self._exit(EXIT_EPT_VIOLATION, gpa, counted=True)
+                    return
+                if state == PENDING:
+                    if op.ve:
+                        self._tdcall_accept(gpa)
+                    else:
+                        self._exit(EXIT_EPT_VIOLATION, gpa, counted=True)
+                    return
+                self.pos += 1
+            self._op_done()
+
+    def _op_done(self) -> None:
+        self.op = None
+        self._resume()
+
+    def _tdcall_accept(self, gpa: int) -> None:
+        sim = self.sim
+        timing = sim.timing
+        t = sim.now
+        fail = sim.locks.try_acquire(_ACCEPT_LOCKS, self.i, gpa, False)
+        self.in_tdcall = True
+        if fail is None:
+            self.hp_since = -1
+            sim.emit((t, timing.accept_ns, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
+            sim.at(t + timing.accept_ns, self._accepted, gpa)
+            return
+        # The BUSY goes back to the guest's handler, which re-executes the instruction:
+        # each try is its own logical call.
+        sim.emit((t, timing.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
+                  1, GIVEUP, None))
+        if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
+            if self.hp_since < 0:
+                self.hp_since = t
+            elif t - self.hp_since >= timing.hp_lock_timeout_ns:
+                self.hp_since = -1
+                sim.stats["hp_timeouts"] += 1
+                sim.emit((t, 0, HP_TIMEOUT, self.name, ACCEPT, None, None, None, None,
+                          {"gpa": hex(gpa << 12)}))
+                sim.at(t + timing.seamcall_ns, self._forced_exit, None)
+                return
+        sim.at(t + timing.seamcall_ns, self._tdcall_busy_done, None)
+
+    def _forced_exit(self, _: Any) -> None:
+        self.in_tdcall = False
+        self.kick_pending = False
+        self._exit(EXIT_EXTERNAL_INTERRUPT, status=TDX_HOST_PRIORITY_BUSY_TIMEOUT)
+
+    def _tdcall_busy_done(self, _: Any) -> None:
+        self.in_tdcall = False
+        if self.kick_pending:
+            self.kick_pending = False
+            self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return
+        self.compute_left = self.sim.timing.guest_retry_gap_ns
+        self._resume()
+
+    def _accepted(self, gpa: int) -> None:
+        sim = self.sim
+        sim.locks.release(_ACCEPT_LOCKS, self.i, gpa)
+        if sim.pages[gpa] == PENDING:
+            sim.pages[gpa] = ACCEPTED
+        self.in_tdcall = False
+        if self.op is not None and self.op.kind == g.ACCEPT:
+            self.op = None
+        if self.kick_pending:
+            self.kick_pending = False
+            self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return
+        if self.op is None:
+            self._resume()
+        else:
+            self._instruction(self.gen)
+
+    def kick(self) -> None:
+        """An IPI: leave guest mode as soon as the current TDCALL (if any) returns."""
+        if self.entering:
+            self.kick_pending = True
+        elif self.in_guest:
+            if self.in_tdcall:
+                self.kick_pending = True
+                return
+            self.gen += 1
+            if self.compute_left:
+                self.compute_left = max(0, self.compute_end - self.sim.now)
+            self._exit(EXIT_EXTERNAL_INTERRUPT)
+
+    # -- the TD exit -----------------------------------------------------------------
+    def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:
+        sim = self.sim
+        t = sim.now
+        self.in_guest = False
+        self.guest_ns += t - self.vm_entry_t
+        end = t + sim.timing.td_exit_ns
+        rec = self.record
+        assert rec is not None
+        rec[1] = end - rec[0]
+        if status >= 0:
+            rec[5] = status
+            rec[8] = ERROR
+        else:
+            rec[5] = max(reason, EXIT_HLT) if reason == EXIT_STOP else reason
+        sim.close_record(self.i)
+        self.record = None
+        if counted and sim.zero_step and reason == EXIT_EPT_VIOLATION:
+            self._count(gpa)
+        sim.at(end, self._after_exit, (reason, gpa))
+
+    def _count(self, gpa: int) -> None:
+        op = self.op
+        rip = op.rip if op is not None else -1
+        change = self.zs.on_ept_exit(rip, gpa)
+        if change:
+            sim = self.sim
+            kind = ZERO_STEP_ARMED if change > 0 else ZERO_STEP_DISARMED
+            sim.emit((sim.now, 0, kind, self.name, None, None, None, None, None,
+                      {"count": self.zs.counter, "rip": hex(rip), "gpa": hex(gpa << 12)}))
+
+    def close_at_end(self) -> None:
+        """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record."""
+        if self.record is not None:
+            rec = self.record
+            rec[1] = max(self.sim.now - rec[0], 0)
+            rec[5] = EXIT_EXTERNAL_INTERRUPT
+
+    def _after_exit(self, info: tuple[int, int]) -> None:
+        sim = self.sim
+        sim.locks.release(VP_ENTER_HELD, self.i, 0)
+        reason, gpa = info
+        if reason == EXIT_EPT_VIOLATION:
+            self._fault(gpa)
+        elif reason == EXIT_IO:
+            self.op = None
+            sim.at(sim.now + sim.timing.io_ns, self.enter)
+        elif reason == EXIT_HLT:
+            hold = self.op.arg if self.op is not None else 0
+            self.op = None
+            sim.at(sim.now + hold, self.enter)
+        elif reason == EXIT_STOP:
+            self.done = True
+        else:
+            self.enter(None)
+
+    # -- KVM's fault path ------------------------------------------------------------
+    def _fault(self, gpa: int) -> None:
+        sim = self.sim
+        if sim.shared_attr[gpa]:
+            self._memory_fault(gpa)
+            return
+        self.fault_gpa = gpa
+        sim.mmu_lock.acquire(False, self._fault_locked)
+
+    def _memory_fault(self, gpa: int) -> None:
+        """The access is private but KVM's attributes say shared: exit to userspace."""
+        sim = self.sim
+        self.memory_faults += 1
+        convert = self.memory_faults > self.memory_fault_ignore
+        sim.emit((sim.now, sim.timing.memory_fault_ns, MEMORY_FAULT, self.name, None, None, None,
+                  None, None, {"gpa": hex(gpa << 12), "action": "convert" if convert else "ignore"}))
+        if convert:
+            self.memory_faults = 0
+            sim.convert_to_private(gpa)
+        sim.at(sim.now + sim.timing.memory_fault_ns, self.enter)
+
+    def _fault_locked(self) -> None:
+        self.sim.at(self.sim.now + self.sim.timing.kvm_fault_ns, self._fault_work)
+
+    def _fault_work(self, _: Any) -> None:
+        sim = self.sim
+        gpa = self.fault_gpa
+        if sim.invalidating(gpa):
+            return self._fault_end()  # mmu_invalidate_retry: RET_PF_RETRY
+        if not sim.regions[gpa >> 9]:
+            self._call(SEPT_ADD, gpa)
+        elif sim.pages[gpa] == UNMAPPED:
+            self._call(AUG, gpa)
+        else:
+            self._fault_end()
+
+    def _call(self, leaf: str, gpa: int) -> None:
+        self.leaf = leaf
+        self.attempt = 1
+        if self.sim.policy.serialise_sept:
+            self.sim.vmm_mutex.acquire(self._vmm_granted)
+        else:
+            self._attempt(None)
+
+    def _vmm_granted(self) -> None:
+        self.holds_vmm = True
+        self._attempt(None)
+
+    def _attempt(self, _: Any) -> None:
+        sim = self.sim
+        timing = sim.timing
+        leaf = self.leaf
+        gpa = self.fault_gpa
+        t = sim.now
+        steps = sim.host_locks[leaf]
+        fail = sim.locks.try_acquire(steps, self.i, gpa, True)
+        attempt = self.attempt
+        if fail is None:
+            dur = timing.seamcall_ns + (timing.sept_add_ns if leaf == SEPT_ADD else timing.page_aug_ns)
+            sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
+            sim.at(t + dur, self._call_done, steps)
+            return
+        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, timing, sim.rng)
+        if delay != GIVE_UP and self.signal_pending:
+            delay = GIVE_UP
+        sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
+                  attempt, GIVEUP if delay == GIVE_UP else BUSY, None))
+        if delay == GIVE_UP:
+            self.signal_pending = False
+            sim.at(t + timing.seamcall_ns, self._gave_up)
+        else:
+            self.attempt = attempt + 1
+            sim.at(t + timing.seamcall_ns + delay, self._attempt)
+
+    def _release_vmm(self) -> None:
+        if self.holds_vmm:
+            self.holds_vmm = False
+            self.sim.vmm_mutex.release()
+
+    def _call_done(self, steps: Any) -> None:
+        sim = self.sim
+        gpa = self.fault_gpa
+        sim.locks.release(steps, self.i, gpa)
+        self._release_vmm()
+        if self.leaf == SEPT_ADD:
+            sim.regions[gpa >> 9] = 1
+        else:
+            sim.pages[gpa] = PENDING
+        self._fault_work(None)
+
+    def _gave_up(self, _: Any) -> None:
+        self._release_vmm()
+        self._fault_end()
+
+    def _fault_end(self) -> None:
+        self.sim.mmu_lock.release(False)
+        self.enter(None)
+
+
+__all__ = ["Vcpu", "ACCEPTED", "LEAKED"]

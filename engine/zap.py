@@ -1,0 +1,204 @@
+"""The host zap thread: BLOCK, TRACK, kick, REMOVE of guest pages under mmu_lock write."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
+from engine.records import BUSY, GIVEUP, KICK, KVM_BUG as KVM_BUG_RECORD, SEAMCALL, SUCCESS
+from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
+from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
+
+BLOCK = "TDH.MEM.RANGE.BLOCK"
+TRACK = "TDH.MEM.TRACK"
+REMOVE = "TDH.MEM.PAGE.REMOVE"
+_WORK = {BLOCK: "range_block_ns", TRACK: "track_ns", REMOVE: "page_remove_ns"}
+
+
+class Zapper:
+    """Zaps batches of mapped pages, either every `interval_ns` from `start_ns` (a rate)
+    or once per entry of `times_ns`; `ranges` limits it to GPA page ranges."""
+
+    def __init__(self, sim: Simulation, index: int, pages: int, interval_ns: int,
+                 start_ns: int = 0, times_ns: tuple[int, ...] = (),
+                 ranges: tuple[tuple[int, int], ...] = ()) -> None:
+        self.sim = sim
+        self.name = f"zap{index}"
+        self.batch_pages = pages
+        self.interval_ns = interval_ns
+        self.times_ns = sorted(times_ns)
+        self.ranges = ranges or ((0, sim.layout.pages),)
+        self.cursor = self.ranges[0][0]
+        self.batch: list[int] = []
+        self.step = 0
+        self.leaf = ""
+        self.attempt = 1
+        self.batch_start = 0
+        self.blocking = False
+        self.holds_vmm = False
+        if self.times_ns:
+            for t in self.times_ns:
+                sim.at(t, self._begin)
+        else:
+            sim.at(start_ns + interval_ns, self._begin)
+
+    # -- choosing pages --------------------------------------------------------------
+    def _pick(self) -> list[int]:
+        """The next `batch_pages` mapped pages from the cursor on, wrapping round."""
+        pages = self.sim.pages
+        cursor = self.cursor
+        segments = [(max(lo, cursor), hi) for lo, hi in self.ranges if hi > cursor]
+        segments += [(lo, min(hi, cursor)) for lo, hi in self.ranges if lo < cursor]
+        out: list[int] = []
+        for lo, hi in segments:
+            pos = lo
+            while len(out) < self.batch_pages and pos < hi:
+                found = [p for p in (pages.find(ACCEPTED, pos, hi), pages.find(PENDING, pos, hi))
+                         if p >= 0]
+                if not found:
+                    break
+                pos = min(found)
+                out.append(pos)
+                pos += 1
+        if out:
+            self.cursor = out[-1] + 1
+        return sorted(out)
+
+    def _begin(self, _: Any) -> None:
+        self.batch_start = self.sim.now
+        self.sim.mmu_lock.acquire(True, self._locked)
+
+    def _locked(self) -> None:
+        self.batch = self._pick()
+        if not self.batch:
+            return self._finish()
+        self.step = 0
+        self._next()
+
+    # -- the sequence: BLOCK each, TRACK, kick, REMOVE each ----------------------------
+    def _next(self) -> None:
+        n = len(self.batch)
+        step = self.step
+        if step < n:
+            self._call(BLOCK, self.batch[step])
+        elif step == n:
+            self._call(TRACK, 0)
+        elif step == n + 1:
+            self._kick(self._kicked)
+        elif step < 2 * n + 2:
+            page = self.batch[step - n - 2]
+            if self.sim.pages[page] == BLOCKED:
+                self._call(REMOVE, page)
+            else:
+                self.step += 1
+                self._next()
+        else:
+            self._finish()
+
+    def _kicked(self, _: Any) -> None:
+        self.step += 1
+        self._next()
+
+    def _finish(self) -> None:
+        sim = self.sim
+        sim.mmu_lock.release(True)
+        if not self.times_ns:
+            sim.at(max(sim.now, self.batch_start + self.interval_ns), self._begin)
+
+    def _kick(self, then: Any) -> None:
+        sim = self.sim
+        sim.emit((sim.now, sim.timing.kick_ns, KICK, self.name, None, None, None, None, None,
+                  None))
+        for vcpu in sim.vcpus:
+            vcpu.kick()
+        sim.at(sim.now + sim.timing.kick_ns, then)
+
+    def _call(self, leaf: str, page: int) -> None:
+        self.leaf = leaf
+        self.page = page
+        self.attempt = 1
+        if self.sim.policy.serialise_sept and leaf != TRACK:
+            self.sim.vmm_mutex.acquire(self._vmm_granted)
+        else:
+            self._attempt(None)
+
+    def _vmm_granted(self) -> None:
+        self.holds_vmm = True
+        self._attempt(None)
+
+    def _attempt(self, _: Any) -> None:
+        sim = self.sim
+        timing = sim.timing
+        leaf, page, attempt, t = self.leaf, self.page, self.attempt, sim.now
+        steps = sim.host_locks[leaf]
+        fail = None
+        if leaf == TRACK and any(v.in_guest and v.entry_epoch < sim.td_epoch for v in sim.vcpus):
+            status, operand = TDX_PREVIOUS_TLB_EPOCH_BUSY, "TD_EPOCH"
+        else:
+            fail = sim.locks.try_acquire(steps, -1, page, True)
+            if fail is None:
+                dur = timing.seamcall_ns + getattr(timing, _WORK[leaf])
+                sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
+                sim.at(t + dur, self._done, steps)
+                return
+            status, operand = fail.status, fail.operand
+        decision = sim.policy.zap_busy(leaf, status, attempt, sim.retry_max, timing, sim.rng)
+        retry = decision >= 0 or decision == KICK_RETRY
+        sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, leaf, status, operand, attempt,
+                  BUSY if retry else GIVEUP, None))
+        after = t + timing.seamcall_ns
+        self.attempt = attempt + 1
+        if decision >= 0:
+            sim.at(after + decision, self._attempt)
+        elif decision == KICK_RETRY:
+            sim.no_entry += 1
+            self.blocking = True
+            sim.at(after, self._kick_then_retry)
+        else:
+            if decision == KVM_BUG:
+                sim.stats["kvm_bugs"] += 1
+                sim.emit((after, 0, KVM_BUG_RECORD, self.name, leaf, None, None, None, None,
+                          {"status": "0x%016X" % status}))
+            assert decision in (GIVE_UP, KVM_BUG)
+            sim.at(after, self._gave_up)
+
+    def _kick_then_retry(self, _: Any) -> None:
+        self._kick(self._attempt)
+
+    def _unblock(self) -> None:
+        if self.blocking:
+            self.blocking = False
+            self.sim.unblock_entry()
+
+    def _release_vmm(self) -> None:
+        if self.holds_vmm:
+            self.holds_vmm = False
+            self.sim.vmm_mutex.release()
+
+    def _done(self, steps: Any) -> None:
+        sim = self.sim
+        leaf, page = self.leaf, self.page
+        sim.locks.release(steps, -1, page)
+        self._release_vmm()
+        self._unblock()
+        if leaf == BLOCK:
+            sim.pages[page] = BLOCKED
+        elif leaf == TRACK:
+            sim.td_epoch += 1
+        else:
+            sim.pages[page] = UNMAPPED
+        self.step += 1
+        self._next()
+
+    def _gave_up(self, _: Any) -> None:
+        sim = self.sim
+        self._release_vmm()
+        self._unblock()
+        if self.leaf == REMOVE:
+            sim.pages[self.page] = LEAKED  # blocked for good: the host leaks it
+            sim.stats["leaked_pages"] += 1
+        self.step += 1
+        self._next()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian's chromium included) and runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pytest -q -m "not slow" "$@"
