@@ -27,11 +27,11 @@ def sim_extras(sim: Simulation) -> dict[str, Any]:
 def records(config: Config, scenario: Scenario | None, end_ns: int,
             timeline: list[tuple[int, dict[str, Any]]] | None = None,
             on_slice: Callable[[int], None] | None = None,
-            sim_out: list[Simulation] | None = None) -> Iterator[Record]:
+            sim_out: list[Simulation] | None = None, finish: bool = True) -> Iterator[Record]:
     """Every record of a run, in order; `on_slice(now_ns)` is called as time advances."""
     scenario = scenario if scenario is not None else builtin_scenario(config.scenario)
     if timeline:
-        yield from replay(config, timeline, end_ns, scenario, SLICE_NS)
+        yield from replay(config, timeline, end_ns, scenario, SLICE_NS, finish)
         return
     sim = Simulation(config, scenario)
     if sim_out is not None:
@@ -42,7 +42,8 @@ def records(config: Config, scenario: Scenario | None, end_ns: int,
         yield from sim.run_until(t)
         if on_slice is not None:
             on_slice(t)
-    yield from sim.finish()
+    if finish:
+        yield from sim.finish()
 
 
 def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[str] | None = None,

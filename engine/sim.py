@@ -160,8 +160,14 @@ class Simulation:
 
 
 def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,
-           scenario: Any | None = None, slice_ns: int = 200_000) -> Iterator[Record]:
-    """Regenerate a run's records from its recipe: config, control timeline, end time."""
+           scenario: Any | None = None, slice_ns: int = 200_000,
+           finish: bool = True) -> Iterator[Record]:
+    """Regenerate a run's records from its recipe: config, control timeline, end time.
+
+    With `finish` False the records still open at `end_ns` (vCPUs in the guest, and every
+    record after the earliest of them) are left out: exactly what a live run that reached
+    `end_ns` has handed out so far.
+    """
     sim = Simulation(config, scenario)
     for t_ns, changes in sorted(timeline, key=lambda item: item[0]):
         if t_ns > end_ns:
@@ -169,7 +175,8 @@ def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: i
         yield from _advance(sim, t_ns, slice_ns)
         sim.apply(changes)
     yield from _advance(sim, end_ns, slice_ns)
-    yield from sim.finish()
+    if finish:
+        yield from sim.finish()
 
 
 def _advance(sim: Simulation, t_ns: int, slice_ns: int) -> Iterator[Record]:
