@@ -1,0 +1,1 @@
+"""The dashboard page, shipped with the app as package data."""
