@@ -40,7 +40,7 @@ class LockTable:
     """The lock state of one TD. Shared count > 0, -1 exclusive, 0 free."""
 
     __slots__ = ("td", "td_hp", "tdvpr", "tdvpr_hp", "entry", "entry_hp", "page", "page_hp",
-                 "host_priority")
+                 "host_priority", "hp_count")
 
     def __init__(self, vcpus: int, host_priority: bool) -> None:
         self.td = [0, 0, 0, 0]
@@ -52,15 +52,7 @@ class LockTable:
         self.page: dict[int, int] = {}
         self.page_hp: set[int] = set()
         self.host_priority = host_priority
-
-    def _state(self, kind: int, vcpu: int, gpa: int) -> int:
-        if kind < TDVPR:
-            return self.td[kind]
-        if kind == TDVPR:
-            return self.tdvpr[vcpu]
-        if kind == SEPT_ENTRY:
-            return self.entry.get(gpa, 0)
-        return self.page.get(gpa, 0)
+        self.hp_count = 0  # host-priority bits set: clearing is skipped while none are
 
     def _hp(self, kind: int, vcpu: int, gpa: int) -> bool:
         if kind < TDVPR:
@@ -72,6 +64,9 @@ class LockTable:
         return gpa in self.page_hp
 
     def _set_hp(self, kind: int, vcpu: int, gpa: int, value: bool) -> None:
+        if self._hp(kind, vcpu, gpa) == value:
+            return
+        self.hp_count += 1 if value else -1
         if kind < TDVPR:
             self.td_hp[kind] = value
         elif kind == TDVPR:
@@ -83,58 +78,75 @@ class LockTable:
             else:
                 bits.discard(gpa)
 
-    def _add(self, kind: int, vcpu: int, gpa: int, delta: int) -> None:
-        if kind < TDVPR:
-            self.td[kind] += delta
-        elif kind == TDVPR:
-            self.tdvpr[vcpu] += delta
-        else:
-            table = self.entry if kind == SEPT_ENTRY else self.page
-            value = table.get(gpa, 0) + delta
-            if value:
-                table[gpa] = value
-            else:
-                del table[gpa]
-
     def try_acquire(self, steps: tuple[Step, ...], vcpu: int, gpa: int, host: bool) -> Failure | None:
-        """Take every lock of `steps` or none; None on success, else the failing operand."""
+        """Take every lock of `steps` or none; None on success, else the failing operand.
+
+        On the per-attempt hot path: the state lookups are inlined on purpose.
+        """
+        td = self.td
         hp_on = self.host_priority
-        for step in steps:
-            kind = step.kind
-            state = self._state(kind, vcpu, gpa)
-            conflict = state != 0 if step.exclusive else state < 0
-            if hp_on and kind in HP_KINDS:
+        for kind, exclusive, operand_id in steps:
+            if kind < TDVPR:
+                state = td[kind]
+            elif kind == TDVPR:
+                state = self.tdvpr[vcpu]
+            elif kind == SEPT_ENTRY:
+                state = self.entry.get(gpa, 0)
+            else:
+                state = self.page.get(gpa, 0)
+            conflict = state != 0 if exclusive else state < 0
+            if hp_on and kind != SEPT_TREE and kind != TD_EPOCH:
                 if not host and self._hp(kind, vcpu, gpa):
-                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY_HOST_PRIORITY | step.operand_id)
+                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY_HOST_PRIORITY | operand_id)
                 if conflict:
                     if host:
                         self._set_hp(kind, vcpu, gpa, True)
-                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | step.operand_id)
+                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | operand_id)
             elif conflict:
-                return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | step.operand_id)
-        for step in steps:
-            kind = step.kind
-            if step.exclusive:
-                self._add(kind, vcpu, gpa, -1)
+                return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | operand_id)
+        clear_hp = host and hp_on and self.hp_count
+        for kind, exclusive, _ in steps:
+            delta = -1 if exclusive else 1
+            if kind < TDVPR:
+                td[kind] += delta
+            elif kind == TDVPR:
+                self.tdvpr[vcpu] += delta
             else:
-                self._add(kind, vcpu, gpa, 1)
-            if host and hp_on and kind in HP_KINDS:
+                table = self.entry if kind == SEPT_ENTRY else self.page
+                value = table.get(gpa, 0) + delta
+                if value:
+                    table[gpa] = value
+                else:
+                    del table[gpa]
+            if clear_hp and kind in HP_KINDS and self._hp(kind, vcpu, gpa):
                 self._set_hp(kind, vcpu, gpa, False)
         return None
 
     def release(self, steps: tuple[Step, ...], vcpu: int, gpa: int) -> None:
         """Give back every lock of `steps`, which the caller holds."""
-        for step in steps:
-            kind = step.kind
-            state = self._state(kind, vcpu, gpa)
-            if step.exclusive:
-                if state != -1:
-                    raise InvariantError(f"release of {KIND_NAMES[kind]} not held exclusive")
-                self._add(kind, vcpu, gpa, 1)
+        td = self.td
+        for kind, exclusive, _ in steps:
+            if kind < TDVPR:
+                state = td[kind]
+            elif kind == TDVPR:
+                state = self.tdvpr[vcpu]
             else:
-                if state <= 0:
-                    raise InvariantError(f"release of {KIND_NAMES[kind]} not held shared")
-                self._add(kind, vcpu, gpa, -1)
+                state = (self.entry if kind == SEPT_ENTRY else self.page).get(gpa, 0)
+            if (state != -1) if exclusive else (state <= 0):
+                raise InvariantError(f"release of {KIND_NAMES[kind]} not held "
+                                     f"{'exclusive' if exclusive else 'shared'}")
+            delta = 1 if exclusive else -1
+            if kind < TDVPR:
+                td[kind] += delta
+            elif kind == TDVPR:
+                self.tdvpr[vcpu] += delta
+            else:
+                table = self.entry if kind == SEPT_ENTRY else self.page
+                value = state + delta
+                if value:
+                    table[gpa] = value
+                else:
+                    del table[gpa]
 
     def idle(self) -> bool:
         """True when no lock of any kind is held (host-priority bits may remain)."""

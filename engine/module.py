@@ -9,7 +9,6 @@ from engine.status import (
     OPERAND_ID_TD_EPOCH,
     OPERAND_ID_TDR,
     OPERAND_ID_TDVPR,
-    OPERAND_R8,
     OPERAND_RCX,
     OPERAND_RDX,
 )
@@ -22,15 +21,16 @@ _OPS_SH = Step(OP_STATE, SH, OPERAND_ID_OP_STATE)
 _TREE_SH = Step(SEPT_TREE, SH, OPERAND_ID_SEPT_TREE)
 _TREE_EX = Step(SEPT_TREE, EX, OPERAND_ID_SEPT_TREE)
 _ENTRY_EX = Step(SEPT_ENTRY, EX, OPERAND_RCX)
-_NEW_PAGE_EX = Step(PAGE, EX, OPERAND_R8)
 _OLD_PAGE_EX = Step(PAGE, EX, OPERAND_RCX)
 _EPOCH_EX = Step(TD_EPOCH, EX, OPERAND_ID_TD_EPOCH)
 
-# Lock sets of host leaves in module 1.5, in lock order.
+# Lock sets of host leaves in module 1.5, in lock order. The new page that PAGE.ADD,
+# SEPT.ADD and AUG take exclusively is a free host page nobody else can hold, so its try
+# cannot fail: it is left out of the sets (the page a REMOVE frees is kept).
 _LOCKS_15: dict[str, tuple[Step, ...]] = {
-    "TDH.MEM.PAGE.ADD": (_TDR_EX, _NEW_PAGE_EX),
-    "TDH.MEM.SEPT.ADD": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _NEW_PAGE_EX),
-    "TDH.MEM.PAGE.AUG": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _NEW_PAGE_EX),
+    "TDH.MEM.PAGE.ADD": (_TDR_EX,),
+    "TDH.MEM.SEPT.ADD": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX),
+    "TDH.MEM.PAGE.AUG": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX),
     "TDH.MEM.RANGE.BLOCK": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
     "TDH.MEM.RANGE.UNBLOCK": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
     "TDH.MEM.PAGE.REMOVE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _OLD_PAGE_EX),
@@ -40,9 +40,9 @@ _LOCKS_15: dict[str, tuple[Step, ...]] = {
 # Module 1.0 serialised every SEPT change: the tree lock is exclusive throughout.
 _LOCKS_10: dict[str, tuple[Step, ...]] = {
     **_LOCKS_15,
-    "TDH.MEM.PAGE.ADD": (_TDR_EX, _TREE_EX, _NEW_PAGE_EX),
-    "TDH.MEM.SEPT.ADD": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _NEW_PAGE_EX),
-    "TDH.MEM.PAGE.AUG": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _NEW_PAGE_EX),
+    "TDH.MEM.PAGE.ADD": (_TDR_EX, _TREE_EX),
+    "TDH.MEM.SEPT.ADD": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
+    "TDH.MEM.PAGE.AUG": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
     "TDH.MEM.PAGE.REMOVE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _OLD_PAGE_EX),
 }
 # Guest TDCALLs on one page: the SEPT entry lock, guest side.

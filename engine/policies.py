@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
 from engine.module import SEPT_WRAPPED
 from engine.params import Timing
@@ -17,9 +18,9 @@ class Policy:
     """What KVM does with a BUSY SEAMCALL. Returns a delay in ns before retrying the same
     logical call, or GIVE_UP / KICK_RETRY / KVM_BUG."""
 
-    name = ""
+    name: ClassVar[str] = ""
     # Serialise the SEPT SEAMCALLs behind a host mutex (the `vmm_lock` alternative).
-    serialise_sept = False
+    serialise_sept: ClassVar[bool] = False
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
@@ -37,14 +38,14 @@ class Policy:
 class NoRetry(Policy):
     """`none`: every BUSY goes back; the TDP MMU resumes the guest and the fault repeats."""
 
-    name = "none"
+    name: ClassVar[str] = "none"
 
 
 class Bounded(Policy):
     """`bounded`: re-issue at once while the status is exactly BUSY|SEPT_TREE, at most
     retry_max times, for the wrapped leaves only; then let the TDP MMU retry."""
 
-    name = "bounded"
+    name: ClassVar[str] = "bounded"
 
     def _delay(self, attempt: int, timing: Timing, rng: random.Random) -> int:
         return timing.retry_gap_ns
@@ -62,14 +63,14 @@ class Bounded(Policy):
 class VmmLock(Bounded):
     """`vmm_lock`: `bounded`, with every SEPT SEAMCALL serialised behind a host mutex."""
 
-    name = "vmm_lock"
-    serialise_sept = True
+    name: ClassVar[str] = "vmm_lock"
+    serialise_sept: ClassVar[bool] = True
 
 
 class Backoff(Bounded):
     """`backoff`: `bounded` with exponential back-off and jitter between retries."""
 
-    name = "backoff"
+    name: ClassVar[str] = "backoff"
 
     def _delay(self, attempt: int, timing: Timing, rng: random.Random) -> int:
         base = min(timing.backoff_base_ns << min(attempt - 1, 30), timing.backoff_max_ns)
@@ -81,7 +82,7 @@ class Upstream(Policy):
     re-entering the guest, with no cap; the zap path tries once, then blocks entry, kicks
     every vCPU and retries once; a second failure is a KVM bug."""
 
-    name = "upstream"
+    name: ClassVar[str] = "upstream"
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:

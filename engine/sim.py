@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,7 +39,7 @@ class Simulation:
         self.rng = random.Random(config.seed)
         self.now = 0
         self._heap: list[tuple[int, int, Callable[[Any], None], Any]] = []
-        self._seq = 0
+        self._seq = itertools.count()
         self.policy = make_policy(config.policy)
         self.retry_max = config.retry_max
         self.zero_step = config.zero_step
@@ -70,8 +71,7 @@ class Simulation:
     # -- the clock -------------------------------------------------------------------
     def at(self, t_ns: int, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Call fn(arg) at simulated time t_ns (after everything already due then)."""
-        self._seq += 1
-        heapq.heappush(self._heap, (t_ns, self._seq, fn, arg))
+        heapq.heappush(self._heap, (t_ns, next(self._seq), fn, arg))
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
@@ -156,7 +156,11 @@ class Simulation:
         _convert_to_private(self, gpa)
 
     def invalidating(self, gpa: int) -> bool:
-        return any(lo <= gpa < hi for lo, hi in self.invalidations)
+        """True while an invalidation window covers `gpa`: its faults must be retried."""
+        for lo, hi in self.invalidations:
+            if lo <= gpa < hi:
+                return True
+        return False
 
 
 def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,

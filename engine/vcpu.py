@@ -348,7 +348,7 @@ class Vcpu:
     def _fault_work(self, _: Any) -> None:
         sim = self.sim
         gpa = self.fault_gpa
-        if sim.invalidating(gpa):
+        if sim.invalidations and sim.invalidating(gpa):
             return self._fault_end()  # mmu_invalidate_retry: RET_PF_RETRY
         if not sim.regions[gpa >> 9]:
             self._call(SEPT_ADD, gpa)
