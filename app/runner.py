@@ -1,0 +1,291 @@
+"""The runner: owns the live simulation in a worker thread, paced to `speed`, one frame a tick.
+
+Only the runner thread touches the simulation. Routes hand it commands (plain callables)
+through a queue and await their results, so every control is applied between two
+`run_until` calls, at an exact simulated time, and recorded in the run's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
+from engine.errors import ConfigErrors, EngineError
+from engine.run import sim_extras
+from engine.scenario import Scenario
+from engine.sim import Simulation
+from engine.summary import Tally, summary
+
+from app.frames import Snapshot, difference, frame
+from app.hub import Hub
+from app.metrics import Metrics
+from app.scenarios import Catalogue
+from app.schema import State
+from app.settings import Settings
+from app.store import RunRecord, Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RUNNING, PAUSED = "running", "paused"
+SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
+MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What `engine.sim.replay` needs to regenerate a run's records up to `end_ns`."""
+
+    run_id: str
+    config: Config
+    scenario: Scenario
+    timeline: list[tuple[int, dict[str, Any]]]
+    end_ns: int
+
+
+class LiveRun:
+    """The current run: its simulation, its running tally, and its stored record."""
+
+    def __init__(self, config: Config, scenario: Scenario, scenario_toml: str | None) -> None:
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        self.initial = config
+        self.scenario = scenario
+        self.sim = Simulation(config, scenario)
+        self.tally = Tally()
+        self.frames = 0
+        self.lagging = False
+        self.record = RunRecord(run_id=run_id, created=time.time(), scenario=config.scenario,
+                                config=config.to_dict(), scenario_toml=scenario_toml)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def summary(self) -> dict[str, Any]:
+        return summary(self.sim.config.to_dict(), self.sim.now, self.tally, sim_extras(self.sim))
+
+    def settle(self) -> RunRecord:
+        """Bring the stored record up to the simulation's present."""
+        self.record.end_ns = self.sim.now
+        self.record.summary = self.summary()
+        return self.record
+
+    def recipe(self) -> Recipe:
+        return Recipe(self.run_id, self.initial, self.scenario, list(self.record.timeline),
+                      self.sim.now)
+
+
+class Runner:
+    """Start, pause, reset, live changes and new runs; frames to the hub; records to the store."""
+
+    def __init__(self, settings: Settings, store: Store, catalogue: Catalogue, hub: Hub,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalogue = catalogue
+        self.hub = hub
+        self.metrics = metrics
+        self.interval_s = settings.frame_interval_ms / 1000
+        self.state = PAUSED
+        self._commands: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+        self._commands = queue.Queue()
+        self._stopping = threading.Event()
+        self._slice_ns = 100_000
+        self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
+        self._persisted_at = 0.0
+        self.run = self._open_run(Config())
+        self._thread = threading.Thread(target=self._main, name="runner", daemon=True)
+
+    # -- the async face, for routes ---------------------------------------------------
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the runner thread between two engine steps; its result or error."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._commands.put((fn, future))
+        return await asyncio.wrap_future(future)
+
+    async def start(self) -> dict[str, Any]:
+        return await self.call(lambda: self._set_state(RUNNING))
+
+    async def pause(self) -> dict[str, Any]:
+        return await self.call(lambda: self._set_state(PAUSED))
+
+    async def reset(self) -> dict[str, Any]:
+        return await self.call(self._reset)
+
+    async def patch(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(lambda: self._patch(changes))
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.call(self._stats)
+
+    async def current(self) -> dict[str, Any]:
+        """run_id, state, config and the run's listing, consistent with each other."""
+        return await self.call(lambda: {"run_id": self.run.run_id, "state": self.state,
+                                        "config": self.run.sim.config.to_dict(),
+                                        "listing": self.run.settle().listing()})
+
+    async def recipe(self) -> Recipe:
+        return await self.call(self.run.recipe)
+
+    # -- thread lifetime ---------------------------------------------------------------
+    def start_thread(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and store the current run where it got to (blocking)."""
+        self._stopping.set()
+        self._commands.put((lambda: None, concurrent.futures.Future()))
+        self._thread.join(timeout=10)
+        self._persist()
+
+    def _main(self) -> None:
+        deadline = time.monotonic() + self.interval_s
+        while not self._stopping.is_set():
+            self._run_commands(block_s=0)
+            now = time.monotonic()
+            if now >= deadline:
+                self._end_tick(now)
+                deadline += self.interval_s
+                if deadline <= now:  # fell behind by a whole tick: do not burst frames
+                    deadline = now + self.interval_s
+            elif self.state == RUNNING and self._tick and self.run.sim.now < self._tick[1]:
+                self._step(self._tick[1], deadline)
+            else:
+                self._run_commands(block_s=deadline - now)
+
+    def _run_commands(self, block_s: float) -> None:
+        try:
+            fn, future = (self._commands.get(timeout=block_s) if block_s > 0
+                          else self._commands.get_nowait())
+        except queue.Empty:
+            return
+        while True:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except Exception as exc:  # handed to the awaiting route
+                    future.set_exception(exc)
+            try:
+                fn, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- engine steps and frames ---------------------------------------------------------
+    def _step(self, target_ns: int, deadline: float) -> None:
+        sim = self.run.sim
+        step_ns = min(target_ns - sim.now, self._slice_ns)
+        began = time.perf_counter()
+        try:
+            self.run.tally.add(sim.run_until(sim.now + step_ns))
+        except EngineError:
+            log.exception("engine failed in run %s; pausing it", self.run.run_id)
+            self._set_state(PAUSED)
+            return
+        took = time.perf_counter() - began
+        if step_ns == self._slice_ns:  # a whole slice: learn how long slices take
+            wanted = int(step_ns * SLICE_WALL_S / max(took, 1e-6))
+            self._slice_ns = max(MIN_SLICE_NS, min(MAX_SLICE_NS, (self._slice_ns + wanted) // 2))
+
+    def _begin_tick(self) -> None:
+        now_ns = self.run.sim.now
+        per_tick_ns = max(1, int(self.run.sim.config.speed * 1000 * self.interval_s))
+        self._tick = (now_ns, now_ns + per_tick_ns, Snapshot.of(self.run.tally))
+
+    def _end_tick(self, wall: float) -> None:
+        if self._tick is not None:
+            t0_ns, target_ns, before = self._tick
+            run = self.run
+            part = difference(Snapshot.of(run.tally), before)
+            run.lagging = run.sim.now < target_ns
+            self.metrics.add(part)
+            message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
+                            run.lagging, run.sim.config.retry_max)
+            run.frames += 1
+            self.hub.publish_threadsafe(message.model_dump_json())
+            self._tick = None
+        if self.state == RUNNING:
+            self._begin_tick()
+            if wall - self._persisted_at >= self.settings.persist_interval_s:
+                self._persist()
+
+    def _flush_tick(self) -> None:
+        """Count a partial tick into the metrics before the run or its state changes."""
+        if self._tick is not None:
+            self.metrics.add(difference(Snapshot.of(self.run.tally), self._tick[2]))
+            self._tick = None
+
+    # -- commands (runner thread) ------------------------------------------------------
+    def _set_state(self, state: str) -> dict[str, Any]:
+        if state != self.state:
+            if state == PAUSED:
+                self._flush_tick()
+            self.state = state
+            if state == RUNNING:
+                self._begin_tick()
+            self._persist()
+            self._broadcast()
+        return {"state": self.state, "run_id": self.run.run_id}
+
+    def _reset(self) -> dict[str, Any]:
+        self._flush_tick()
+        self.state = PAUSED
+        self._new_run(self.run.sim.config)  # with the live changes made so far
+        return {"state": self.state, "run_id": self.run.run_id}
+
+    def _patch(self, changes: dict[str, Any]) -> dict[str, Any]:
+        names = self.catalogue.names()
+        errors = [e for k, v in changes.items() if (e := check_field(k, v, names))]
+        if errors:
+            raise ConfigErrors(errors)
+        current = self.run.sim.config
+        new = current.with_changes(changes)
+        if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
+            # A different TD: a new run, in the state the old one was in.
+            self._flush_tick()
+            self._new_run(new)
+            if self.state == RUNNING:
+                self._begin_tick()
+            return new.to_dict()
+        live = {k: getattr(new, k) for k in LIVE_FIELDS
+                if k in changes and getattr(new, k) != getattr(current, k)}
+        if live:
+            self.run.sim.apply(live)
+            self.run.record.timeline.append((self.run.sim.now, live))
+            self.metrics.set_config(new)
+            self._persist()
+            self._broadcast()
+        return self.run.sim.config.to_dict()
+
+    def _stats(self) -> dict[str, Any]:
+        return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
+                "lagging": self.run.lagging and self.state == RUNNING}
+
+    # -- runs --------------------------------------------------------------------------
+    def _open_run(self, config: Config) -> LiveRun:
+        scenario, toml = self.catalogue.get(config.scenario)
+        run = LiveRun(config, scenario, toml)
+        self.store.save_run(run.settle())
+        self.metrics.set_config(config)
+        return run
+
+    def _new_run(self, config: Config) -> None:
+        self._persist()
+        self.run = self._open_run(config)
+        self._broadcast()
+
+    def _persist(self) -> None:
+        self._persisted_at = time.monotonic()
+        self.store.save_run(self.run.settle())
+
+    def _broadcast(self) -> None:
+        message = State(run_id=self.run.run_id, state=self.state,  # type: ignore[arg-type]
+                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging)
+        self.hub.publish_threadsafe(message.model_dump_json())

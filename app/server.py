@@ -1,0 +1,112 @@
+"""The web application: `create_app(settings)` wires store, catalogue, hub, runner and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import anyio.to_thread
+from engine.errors import ConfigErrors, ScenarioError
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from app import api, ws
+from app.hub import Hub
+from app.metrics import Metrics
+from app.runner import Runner
+from app.scenarios import Catalogue
+from app.schema import Problems
+from app.settings import Settings
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def static_dir() -> Path:
+    """The dashboard's files: the installed app.static package, or static/ in a checkout."""
+    try:
+        return Path(str(resources.files("app.static")))
+    except ModuleNotFoundError:  # running from a source tree whose app/ shadows the install
+        return Path(__file__).resolve().parent.parent / "static"
+
+
+def plotly_bundle() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A fresh application; nothing runs until its lifespan starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await anyio.to_thread.run_sync(Store, settings.data_dir)
+        catalogue = Catalogue(store)
+        hub = Hub(asyncio.get_running_loop(), settings.queue_size)
+        metrics = Metrics()
+        runner = Runner(settings, store, catalogue, hub, metrics)
+        app.state.store, app.state.catalogue, app.state.hub = store, catalogue, hub
+        app.state.metrics, app.state.runner = metrics, runner
+        runner.start_thread()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(runner.stop)
+            store.close()
+
+    app = FastAPI(title="tdx-contention", lifespan=lifespan, docs_url="/api/docs",
+                  redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.settings = settings
+    app.include_router(api.router)
+    app.include_router(api.changes)
+    app.include_router(ws.router)
+    _add_error_handlers(app)
+    _add_page(app, settings.static_dir or static_dir())
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConfigErrors)
+    async def config_errors(request: Request, exc: ConfigErrors) -> JSONResponse:
+        problems = Problems.of([(e.field, e.message) for e in exc.errors])
+        return JSONResponse(problems.model_dump(), status_code=422)
+
+    @app.exception_handler(ScenarioError)
+    async def scenario_error(request: Request, exc: ScenarioError) -> JSONResponse:
+        problems = Problems.of([_scenario_problem(m) for m in exc.messages])
+        return JSONResponse(problems.model_dump(), status_code=422)
+
+
+def _scenario_problem(message: str) -> tuple[str, str]:
+    """'where: key: what' as (key, what); the engine's messages name the key second."""
+    parts = message.split(": ", 2)
+    if len(parts) == 3:
+        return parts[1], parts[2]
+    return "scenario", message
+
+
+def _add_page(app: FastAPI, directory: Path) -> None:
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        page = directory / "index.html"
+        if not page.is_file():
+            return JSONResponse({"detail": "the dashboard page is not installed"}, 404)
+        return FileResponse(page, media_type="text/html")
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> Response:
+        return FileResponse(plotly_bundle(), media_type="text/javascript")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        icon = directory / "favicon.ico"
+        return FileResponse(icon) if icon.is_file() else Response(status_code=204)
+
+    app.mount("/static", StaticFiles(directory=directory, check_dir=False), name="static")
