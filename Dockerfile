@@ -1,0 +1,28 @@
+# The dashboard server: tdx-contention serve on port 8000, runs kept in /data.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+COPY app ./app
+COPY static ./static
+RUN pip install . \
+    && useradd --create-home --uid 10001 tdx \
+    && mkdir /data && chown tdx:tdx /data
+
+USER tdx
+WORKDIR /home/tdx
+VOLUME ["/data"]
+EXPOSE 8000
+
+# Bound to every interface inside the container, so a token is required:
+# set TDX_CONTENTION_TOKEN (docker-compose.yml passes it through).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3).status != 200)"]
+
+CMD ["tdx-contention", "serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]
