@@ -7,11 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
-from engine.config import Config
-from engine.errors import ScenarioError
-from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, chunks
-from engine.scenario import builtin_scenario, parse
-from engine.sim import replay
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +16,11 @@ from app.runner import Recipe, Runner
 from app.schema import Problems, ScenarioInfo
 from app.security import require_token
 from app.store import RunRecord
+from engine.config import Config
+from engine.errors import ScenarioError
+from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, chunks
+from engine.scenario import builtin_scenario, parse
+from engine.sim import replay
 
 router = APIRouter()
 changes = APIRouter(dependencies=[Depends(require_token)])

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from app.schema import Frame, Totals
 from engine.status import LEAVES, OPERANDS
 from engine.summary import Tally
-
-from app.schema import Frame, Totals
 
 K = TypeVar("K")
 

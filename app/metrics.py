@@ -5,9 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from engine.config import Config
-from engine.status import LEAVES, OPERANDS
-from engine.summary import Tally
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -16,6 +13,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from engine.config import Config
+from engine.status import LEAVES, OPERANDS
+from engine.summary import Tally
 
 PREFIX = "tdx_contention_"
 # Attempts per logical call; 17 is where the seed's retry budget of 16 runs out.

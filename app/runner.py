@@ -18,13 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
-from engine.errors import ConfigErrors, EngineError
-from engine.run import sim_extras
-from engine.scenario import Scenario
-from engine.sim import Simulation
-from engine.summary import Tally, summary
-
 from app.frames import Snapshot, difference, frame
 from app.hub import Hub
 from app.metrics import Metrics
@@ -32,6 +25,12 @@ from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
 from app.store import RunRecord, Store
+from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
+from engine.errors import ConfigErrors, EngineError
+from engine.run import sim_extras
+from engine.scenario import Scenario
+from engine.sim import Simulation
+from engine.summary import Tally, summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,10 +6,9 @@ import threading
 import time
 from typing import Any
 
+from app.store import Store
 from engine.errors import ScenarioError
 from engine.scenario import Scenario, builtin_scenario, builtin_scenarios, parse
-
-from app.store import Store
 
 
 class Catalogue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 
 import anyio.to_thread
-from engine.errors import ConfigErrors, ScenarioError
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +23,7 @@ from app.scenarios import Catalogue
 from app.schema import Problems
 from app.settings import Settings
 from app.store import Store
+from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,11 @@ def static_dir() -> Path:
 
 
 def plotly_bundle() -> Path:
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    """plotly.js as the installed plotly package ships it (found without importing plotly)."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the plotly package is not installed")
+    return Path(spec.origin).parent / "package_data" / "plotly.min.js"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 
-from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
-from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
@@ -15,6 +13,8 @@ from app.hub import Hub
 from app.runner import Runner
 from app.schema import Error, Hello, Pong, ScenarioInfo
 from app.security import origin_allowed
+from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
+from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 
 router = APIRouter()
 log = logging.getLogger(__name__)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from engine.status import LEAVES, OPERANDS
 from fastapi.testclient import TestClient
 from server_helpers import jsonl
 from starlette.websockets import WebSocketDisconnect
+
+from engine.status import LEAVES, OPERANDS
 
 
 def next_of(ws: Any, kind: str, limit: int = 200) -> dict[str, Any]:
