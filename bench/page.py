@@ -1,0 +1,150 @@
+"""Benchmark: time to apply one frame to the dashboard's charts in headless Chromium.
+
+Serves static/ and plotly.js from disk (no server), answers the page's WebSocket with a
+hello naming the engine's 7 operands and its leaves, fills the heatmap's 600-bin window,
+then feeds frames at 10 a second for --seconds and reports, from the page's own
+performance.now() figures:
+
+- per frame: the whole work to bring every chart up to date after a frame (heatmap,
+  retries/give-ups timeline, histogram, headline numbers), however many animation frames
+  it was spread over;
+- per animation frame: the work done inside one requestAnimationFrame callback (what
+  decides whether the page janks; the page keeps it near an 8 ms budget).
+
+    python bench/page.py [--seconds 10] [--width 1280 --height 720]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import statistics
+import sys
+from pathlib import Path
+
+import plotly
+from playwright.sync_api import Route, WebSocketRoute, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+# run as a script, bench/ comes first on sys.path and bench/engine.py would shadow engine/
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from engine.status import (  # noqa: E402
+    LEAVES,
+    OPERAND_IDS,
+    OPERANDS,
+    TDX_OPERAND_BUSY,
+    status_hex,
+)
+
+STATIC = ROOT / "static"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+ORIGIN = "http://bench.invalid"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Runs in the page: a 600-bin backlog, then frames at 10 per second, then the figures.
+FEED_JS = """async ([seconds, backlog]) => {
+  const d = window.tdxDashboard;
+  const ops = d.store.hello.operands, leaves = d.store.hello.leaves;
+  let seq = 0, t = 0;
+  const frame = () => {
+    const busy = {}, byLeaf = {}, calls = {};
+    ops.forEach((o, i) => busy[o] = Math.floor(Math.random() * (i === 0 ? 40 : 8)));
+    leaves.forEach((l) => byLeaf[l] = Math.floor(Math.random() * 6));
+    for (let a = 1; a <= 17; a++) calls[String(a)] = Math.floor(400 / (a * a));
+    const f = {type: "frame", run_id: "bench", seq, t0_ns: t, t_ns: t + 100000, attempts: 500,
+      retries: 40, giveups: seq % 7, busy, busy_by_leaf: byLeaf, zero_step_activations: seq % 5 === 0 ? 2 : 0,
+      calls_by_attempts: calls, lagging: false, retry_max: 16,
+      totals: {events: seq * 500, attempts: seq * 500, busy: seq * 40, retries: seq * 40, giveups: seq, zero_step_activations: seq}};
+    seq += 1; t += 100000;
+    return f;
+  };
+  for (let i = 0; i < backlog; i++) d.handle(frame());
+  await new Promise((r) => setTimeout(r, 1500));
+  d.perf.samples.length = 0; d.perf.applied.length = 0;
+  const t0 = performance.now();
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      d.handle(frame());
+      if (performance.now() - t0 >= seconds * 1000) { clearInterval(timer); resolve(); }
+    }, 100);
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  return {applied: d.perf.applied.slice(), samples: d.perf.samples.slice(), bins: d.store.x.length,
+          rows: d.store.operands.names.length,
+          trace: document.getElementById("heatmap").data[0].type,
+          zShape: [document.getElementById("heatmap").data[0].z.length, document.getElementById("heatmap").data[0].z[0].length]};
+}"""
+
+
+def hello() -> dict[str, object]:
+    config = {"scenario": "zero-step", "policy": "bounded", "retry_max": 16, "zero_step": True,
+              "vcpus": 8, "module_version": "1.5", "seed": 1, "speed": 1000.0}
+    return {"type": "hello", "run_id": "bench", "state": "running", "config": config,
+            "operands": list(OPERANDS), "leaves": list(LEAVES),
+            "busy_status": {op: status_hex(TDX_OPERAND_BUSY | OPERAND_IDS[op][0]) for op in OPERANDS},
+            "policies": ["none", "bounded", "vmm_lock", "upstream", "backoff"],
+            "module_versions": ["1.0", "1.5"], "scenarios": [{"name": "zero-step", "description": ""}],
+            "live_fields": ["policy", "retry_max", "zero_step", "speed"],
+            "limits": {"retry_max": [0, 1024], "vcpus": [1, 512]}, "frame_interval_ms": 100,
+            "token_required": False}
+
+
+def serve_file(route: Route) -> None:
+    path = route.request.url.split(ORIGIN, 1)[1].split("?", 1)[0]
+    if path == "/":
+        file = STATIC / "index.html"
+    elif path == "/vendor/plotly.min.js":
+        file = PLOTLY_JS
+    elif path.startswith("/static/"):
+        file = STATIC / path.removeprefix("/static/")
+    elif path == "/api/runs":
+        route.fulfill(status=200, content_type="application/json", body="[]")
+        return
+    else:
+        route.fulfill(status=404, body="")
+        return
+    kind = "text/javascript" if file.suffix == ".js" else mimetypes.guess_type(file.name)[0]
+    route.fulfill(status=200, content_type=kind or "application/octet-stream", body=file.read_bytes())
+
+
+def on_socket(ws: WebSocketRoute) -> None:
+    ws.send(json.dumps(hello()))
+    ws.on_message(lambda message: ws.send('{"type": "pong"}'))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--backlog", type=int, default=600, help="frames fed before measuring")
+    args = parser.parse_args()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.route(f"{ORIGIN}/**", serve_file)
+        page.route_web_socket("**/ws", on_socket)
+        page.goto(f"{ORIGIN}/")
+        page.wait_for_function("window.tdxDashboard && window.tdxDashboard.store.hello !== null")
+        result = page.evaluate(FEED_JS, [args.seconds, args.backlog])
+        browser.close()
+    applied, samples = result["applied"], result["samples"]
+    print(f"heatmap: {result['trace']} {result['zShape'][0]} rows x {result['zShape'][1]} bins; "
+          f"{args.seconds:g} s at 10 frames/s, viewport {args.width}x{args.height}")
+    print(f"apply one frame to all charts: median {statistics.median(applied):.1f} ms, "
+          f"p95 {percentile(applied, 0.95):.1f} ms over {len(applied)} frames")
+    print(f"work per animation frame:      median {statistics.median(samples):.1f} ms, "
+          f"p95 {percentile(samples, 0.95):.1f} ms, max {max(samples):.1f} ms over {len(samples)} callbacks")
+
+
+if __name__ == "__main__":
+    main()
