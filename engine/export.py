@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -26,20 +27,53 @@ def _js(value: Any) -> str:
     return str(value)
 
 
-def jsonl_lines(records: Iterable[Record]) -> Iterator[str]:
-    """One JSON object per record, fields in contract order, extras appended."""
-    seq = 0
+def _jsonl_tail(kind: str, actor: str, leaf: str | None, status: int | None,
+                operand: str | None, attempt: int | None, outcome: str | None) -> str:
+    """A JSONL line from `kind` to `outcome`, without the closing brace."""
+    return '"kind":"%s","actor":"%s","leaf":%s,"status":%s,"operand":%s,"attempt":%s,"outcome":%s' % (
+        kind, actor, _js(leaf), "null" if status is None else '"' + status_hex(status) + '"',
+        _js(operand), _js(attempt), _js(outcome))
+
+
+# A run's records repeat a few hundred (kind .. outcome) combinations: their text is
+# formatted once. Cleared when it grows past this many entries (unbounded attempts).
+_TAIL_CACHE_MAX = 65_536
+
+
+def _jsonl_text(records: Iterable[Record], tails: dict[tuple[Any, ...], str],
+                seq: int) -> Iterator[str]:
     for rec in records:
-        status = rec[5]
-        line = '{"seq":%d,"t_ns":%d,"dur_ns":%d,"kind":"%s","actor":"%s","leaf":%s,"status":%s,"operand":%s,"attempt":%s,"outcome":%s' % (
-            seq, rec[0], rec[1], rec[2], rec[3], _js(rec[4]),
-            "null" if status is None else '"' + status_hex(status) + '"',
-            _js(rec[6]), _js(rec[7]), _js(rec[8]))
+        key = tuple(rec[2:9])
+        tail = tails.get(key)
+        if tail is None:
+            if len(tails) >= _TAIL_CACHE_MAX:
+                tails.clear()
+            tail = tails[key] = _jsonl_tail(*key)
         extra = rec[9]
         if extra:
-            line += "," + json.dumps(extra, separators=(",", ":"))[1:-1]
-        yield line + "}\n"
+            yield '{"seq":%d,"t_ns":%d,"dur_ns":%d,%s,%s}\n' % (
+                seq, rec[0], rec[1], tail, json.dumps(extra, separators=(",", ":"))[1:-1])
+        else:
+            yield '{"seq":%d,"t_ns":%d,"dur_ns":%d,%s}\n' % (seq, rec[0], rec[1], tail)
         seq += 1
+
+
+def jsonl_lines(records: Iterable[Record]) -> Iterator[str]:
+    """One JSON object per record, fields in contract order, extras appended."""
+    return _jsonl_text(records, {}, 0)
+
+
+JSONL_PIECE_RECORDS = 512  # lines joined into one piece by jsonl_pieces
+
+
+def jsonl_pieces(records: Iterable[Record]) -> Iterator[str]:
+    """The text of jsonl_lines in pieces of JSONL_PIECE_RECORDS lines: one write each."""
+    lines = _jsonl_text(records, {}, 0)
+    while True:
+        piece = "".join(itertools.islice(lines, JSONL_PIECE_RECORDS))
+        if not piece:
+            return
+        yield piece
 
 
 def _csv(value: Any) -> str:
@@ -133,7 +167,7 @@ def _counter(t_ns: int, busy: dict[str, int]) -> str:
 
 
 WRITERS: dict[str, Callable[[Iterable[Record]], Iterator[str]]] = {
-    "jsonl": jsonl_lines, "csv": csv_lines, "chrome": chrome_chunks,
+    "jsonl": jsonl_pieces, "csv": csv_lines, "chrome": chrome_chunks,
 }
 
 

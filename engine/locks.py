@@ -36,8 +36,40 @@ class Failure(NamedTuple):
     status: int
 
 
+# A lock set compiled for the hot path (`compile_plan`): plain tuples, one per step, of
+# (kind, exclusive, the Failure a conflict returns, the Failure a host-priority bit returns
+# to the guest, whether the kind carries a host-priority bit). Built once per lock set.
+PlanStep = tuple[int, bool, Failure, Failure, bool]
+Plan = tuple[PlanStep, ...]
+
+
+def compile_plan(steps: tuple[Step, ...]) -> Plan:
+    """The hot-path form of a lock set: no NamedTuple unpacking, Failures built once."""
+    return tuple(
+        (s.kind, s.exclusive,
+         Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY | s.operand_id),
+         Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY_HOST_PRIORITY | s.operand_id),
+         s.kind in HP_KINDS)
+        for s in steps)
+
+
+# Plans of the lock sets passed to try_acquire/release, by identity of the Step tuple.
+_PLANS: dict[int, tuple[tuple[Step, ...], Plan]] = {}
+
+
+def _plan_of(steps: tuple[Step, ...]) -> Plan:
+    known = _PLANS.get(id(steps))
+    if known is None or known[0] is not steps:
+        known = _PLANS[id(steps)] = (steps, compile_plan(steps))
+    return known[1]
+
+
 class LockTable:
-    """The lock state of one TD. Shared count > 0, -1 exclusive, 0 free."""
+    """The lock state of one TD. Shared count > 0, -1 exclusive, 0 free.
+
+    `try_acquire`/`release` take a lock set as Step tuples; the engine's hot path calls
+    `try_plan`/`release_plan` with the same sets compiled once by `compile_plan`.
+    """
 
     __slots__ = ("td", "td_hp", "tdvpr", "tdvpr_hp", "entry", "entry_hp", "page", "page_hp",
                  "host_priority", "hp_count")
@@ -52,7 +84,7 @@ class LockTable:
         self.page: dict[int, int] = {}
         self.page_hp: set[int] = set()
         self.host_priority = host_priority
-        self.hp_count = 0  # host-priority bits set: clearing is skipped while none are
+        self.hp_count = 0  # host-priority bits set: while none are, the fast path runs
 
     def _hp(self, kind: int, vcpu: int, gpa: int) -> bool:
         if kind < TDVPR:
@@ -79,13 +111,42 @@ class LockTable:
                 bits.discard(gpa)
 
     def try_acquire(self, steps: tuple[Step, ...], vcpu: int, gpa: int, host: bool) -> Failure | None:
-        """Take every lock of `steps` or none; None on success, else the failing operand.
+        """Take every lock of `steps` or none; None on success, else the failing operand."""
+        return self.try_plan(_plan_of(steps), vcpu, gpa, host)
 
-        On the per-attempt hot path: the state lookups are inlined on purpose.
+    def release(self, steps: tuple[Step, ...], vcpu: int, gpa: int) -> None:
+        """Give back every lock of `steps`, which the caller holds."""
+        self.release_plan(_plan_of(steps), vcpu, gpa)
+
+    def try_plan(self, plan: Plan, vcpu: int, gpa: int, host: bool) -> Failure | None:
+        """`try_acquire` of a compiled lock set: the per-attempt hot path.
+
+        With no host-priority bit set (nearly always) a guest never meets one and a host
+        never clears one, so only a conflict needs the bookkeeping.
         """
+        if self.hp_count:
+            return self._try_hp(plan, vcpu, gpa, host)
         td = self.td
-        hp_on = self.host_priority
-        for kind, exclusive, operand_id in steps:
+        for kind, exclusive, busy, _, hp_kind in plan:
+            if kind < TDVPR:
+                state = td[kind]
+            elif kind == TDVPR:
+                state = self.tdvpr[vcpu]
+            elif kind == SEPT_ENTRY:
+                state = self.entry.get(gpa, 0)
+            else:
+                state = self.page.get(gpa, 0)
+            if state < 0 or (exclusive and state):
+                if host and hp_kind and self.host_priority:
+                    self._set_hp(kind, vcpu, gpa, True)
+                return busy
+        self._take(plan, vcpu, gpa)
+        return None
+
+    def _try_hp(self, plan: Plan, vcpu: int, gpa: int, host: bool) -> Failure | None:
+        """`try_plan` while some host-priority bit is set (module 1.5 only)."""
+        td = self.td
+        for kind, exclusive, busy, hp_busy, hp_kind in plan:
             if kind < TDVPR:
                 state = td[kind]
             elif kind == TDVPR:
@@ -95,17 +156,25 @@ class LockTable:
             else:
                 state = self.page.get(gpa, 0)
             conflict = state != 0 if exclusive else state < 0
-            if hp_on and kind != SEPT_TREE and kind != TD_EPOCH:
+            if hp_kind:
                 if not host and self._hp(kind, vcpu, gpa):
-                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY_HOST_PRIORITY | operand_id)
+                    return hp_busy
                 if conflict:
                     if host:
                         self._set_hp(kind, vcpu, gpa, True)
-                    return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | operand_id)
+                    return busy
             elif conflict:
-                return Failure(KIND_NAMES[kind], TDX_OPERAND_BUSY | operand_id)
-        clear_hp = host and hp_on and self.hp_count
-        for kind, exclusive, _ in steps:
+                return busy
+        self._take(plan, vcpu, gpa)
+        if host:
+            for kind, _, _, _, hp_kind in plan:
+                if hp_kind and self._hp(kind, vcpu, gpa):
+                    self._set_hp(kind, vcpu, gpa, False)
+        return None
+
+    def _take(self, plan: Plan, vcpu: int, gpa: int) -> None:
+        td = self.td
+        for kind, exclusive, _, _, _ in plan:
             delta = -1 if exclusive else 1
             if kind < TDVPR:
                 td[kind] += delta
@@ -118,14 +187,11 @@ class LockTable:
                     table[gpa] = value
                 else:
                     del table[gpa]
-            if clear_hp and kind in HP_KINDS and self._hp(kind, vcpu, gpa):
-                self._set_hp(kind, vcpu, gpa, False)
-        return None
 
-    def release(self, steps: tuple[Step, ...], vcpu: int, gpa: int) -> None:
-        """Give back every lock of `steps`, which the caller holds."""
+    def release_plan(self, plan: Plan, vcpu: int, gpa: int) -> None:
+        """`release` of a compiled lock set."""
         td = self.td
-        for kind, exclusive, _ in steps:
+        for kind, exclusive, _, _, _ in plan:
             if kind < TDVPR:
                 state = td[kind]
             elif kind == TDVPR:
@@ -135,14 +201,13 @@ class LockTable:
             if (state != -1) if exclusive else (state <= 0):
                 raise InvariantError(f"release of {KIND_NAMES[kind]} not held "
                                      f"{'exclusive' if exclusive else 'shared'}")
-            delta = 1 if exclusive else -1
             if kind < TDVPR:
-                td[kind] += delta
+                td[kind] = state + (1 if exclusive else -1)
             elif kind == TDVPR:
-                self.tdvpr[vcpu] += delta
+                self.tdvpr[vcpu] = state + (1 if exclusive else -1)
             else:
                 table = self.entry if kind == SEPT_ENTRY else self.page
-                value = state + delta
+                value = state + (1 if exclusive else -1)
                 if value:
                     table[gpa] = value
                 else:

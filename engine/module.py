@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine.locks import OP_STATE, PAGE, SEPT_ENTRY, SEPT_TREE, TD_EPOCH, TDR, TDVPR, Step
+from engine.locks import (
+    OP_STATE, PAGE, SEPT_ENTRY, SEPT_TREE, TD_EPOCH, TDR, TDVPR, Plan, Step, compile_plan,
+)
 from engine.status import (
     OPERAND_ID_OP_STATE,
     OPERAND_ID_SEPT_TREE,
@@ -62,6 +64,20 @@ VP_ENTER_BRIEF_ZERO_STEP = (_OPS_SH, Step(SEPT_TREE, EX, OPERAND_ID_SEPT_TREE),
 def host_locks(module_version: str) -> dict[str, tuple[Step, ...]]:
     """The host leaves' lock sets for a module version ("1.0" or "1.5")."""
     return _LOCKS_10 if module_version == "1.0" else _LOCKS_15
+
+
+# The same lock sets compiled for LockTable.try_plan/release_plan (the hot path).
+_PLANS_15 = {leaf: compile_plan(steps) for leaf, steps in _LOCKS_15.items()}
+_PLANS_10 = {leaf: compile_plan(steps) for leaf, steps in _LOCKS_10.items()}
+GUEST_PLANS = {leaf: compile_plan(steps) for leaf, steps in GUEST_LOCKS.items()}
+VP_ENTER_HELD_PLAN = compile_plan(VP_ENTER_HELD)
+VP_ENTER_BRIEF_PLAN = compile_plan(VP_ENTER_BRIEF)
+VP_ENTER_BRIEF_ZERO_STEP_PLAN = compile_plan(VP_ENTER_BRIEF_ZERO_STEP)
+
+
+def host_plans(module_version: str) -> dict[str, Plan]:
+    """`host_locks(module_version)`, compiled."""
+    return _PLANS_10 if module_version == "1.0" else _PLANS_15
 
 
 # The wrapped leaves of the `bounded` seed patch (MODEL.md 5): TRACK is not among them.

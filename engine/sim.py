@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import random
 from collections.abc import Callable, Iterator
+from heapq import heappop, heappush
 from typing import Any
 
 from engine.config import LIVE_FIELDS, Config
 from engine.errors import ConfigError, EngineError
 from engine.guest import Layout
 from engine.hostlocks import Mutex, RwLock
-from engine.locks import LockTable
-from engine.module import host_locks
+from engine.locks import LockTable, Plan
+from engine.module import host_locks, host_plans
 from engine.params import Timing, Workload
 from engine.policies import make_policy
 from engine.records import CONTROL, Record
@@ -46,6 +46,7 @@ class Simulation:
         self.speed = config.speed
         self.locks = LockTable(config.vcpus, host_priority=config.module_version == "1.5")
         self.host_locks = host_locks(config.module_version)
+        self.host_plans: dict[str, Plan] = host_plans(config.module_version)
         self.layout = Layout(self.workload, config.vcpus)
         self.pages = bytearray(self.layout.pages)
         self.regions = bytearray(self.layout.pages // 512 + 1)
@@ -61,6 +62,9 @@ class Simulation:
                       "no_entry_ns": 0, "leaked_pages": 0}
         # Records not yet handed out; VP.ENTER records stay open (a list) until the exit.
         self._out: list[Record] = []
+        # emit(record): append to the buffer. A bound list.append, not a method: it runs
+        # once per record.
+        self.emit: Callable[[Record], None] = self._out.append
         self._open: dict[int, int] = {}  # vcpu index -> absolute index in the stream
         self._base = 0  # absolute index of _out[0]
         self.seq = 0
@@ -71,12 +75,12 @@ class Simulation:
     # -- the clock -------------------------------------------------------------------
     def at(self, t_ns: int, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Call fn(arg) at simulated time t_ns (after everything already due then)."""
-        heapq.heappush(self._heap, (t_ns, next(self._seq), fn, arg))
+        heappush(self._heap, (t_ns, next(self._seq), fn, arg))
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
         heap = self._heap
-        pop = heapq.heappop
+        pop = heappop
         while heap and heap[0][0] <= t_ns:
             t, _, fn, arg = pop(heap)
             self.now = t
@@ -93,9 +97,6 @@ class Simulation:
         return self.drain()
 
     # -- records ---------------------------------------------------------------------
-    def emit(self, record: Record) -> None:
-        self._out.append(record)
-
     def open_record(self, vcpu: int, record: list[Any]) -> None:
         self._open[vcpu] = self._base + len(self._out)
         self._out.append(record)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine import guest as g
-from engine.module import GUEST_LOCKS, VP_ENTER_BRIEF, VP_ENTER_BRIEF_ZERO_STEP, VP_ENTER_HELD
+from engine.module import (
+    GUEST_PLANS, VP_ENTER_BRIEF_PLAN, VP_ENTER_BRIEF_ZERO_STEP_PLAN, VP_ENTER_HELD_PLAN,
+)
 from engine.policies import GIVE_UP
 from engine.records import (
     BUSY, ERROR, GIVEUP, HP_TIMEOUT, MEMORY_FAULT, SEAMCALL, SUCCESS, TDCALL, ZERO_STEP,
@@ -16,6 +18,7 @@ from engine.status import (
     EXIT_EPT_VIOLATION, EXIT_EXTERNAL_INTERRUPT, EXIT_HLT, EXIT_IO,
     TDX_HOST_PRIORITY_BUSY_TIMEOUT, TDX_OPERAND_BUSY_HOST_PRIORITY, STATUS_CLASS_MASK,
 )
+from engine.locks import Plan
 from engine.zerostep import ZeroStepFilter
 
 if TYPE_CHECKING:
@@ -27,7 +30,10 @@ SEPT_ADD = "TDH.MEM.SEPT.ADD"
 AUG = "TDH.MEM.PAGE.AUG"
 EXIT_STOP = -1  # the script ended: the vCPU halts for good
 
-_ACCEPT_LOCKS = GUEST_LOCKS[ACCEPT]
+_ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
+_HELD = VP_ENTER_HELD_PLAN
+# Guest operation kinds, bound here: the per-instruction dispatch reads them.
+_ACCESS, _ACCEPT, _IO, _HLT, _STOP = g.ACCESS, g.ACCEPT, g.IO, g.HLT, g.STOP
 
 
 class Vcpu:
@@ -67,28 +73,42 @@ class Vcpu:
         self.leaf = ""
         self.attempt = 1
         self.holds_vmm = False
+        # Latencies read on every cycle, copied out of the (fixed) Timing once.
+        timing = sim.timing
+        self.seamcall_ns = timing.seamcall_ns
+        self.vp_entry_ns = timing.vp_entry_ns
+        self.td_exit_ns = timing.td_exit_ns
+        self.kvm_fault_ns = timing.kvm_fault_ns
+        self.accept_ns = timing.accept_ns
 
     # -- entering the guest ----------------------------------------------------------
     def enter(self, _: Any) -> None:
+        if self.done:
+            return
         sim = self.sim
-        if self.done or not sim.enter_allowed(self):
+        if sim.no_entry:  # sim.enter_allowed, inlined: the upstream zap path blocks entry
+            self.parked_at = sim.now
+            sim.parked.append(self)
             return
         t = sim.now
         locks = sim.locks
-        timing = sim.timing
-        fail = locks.try_acquire(VP_ENTER_HELD, self.i, 0, True)
+        i = self.i
+        fail = locks.try_plan(_HELD, i, 0, True)
         armed = False
+        brief = VP_ENTER_BRIEF_PLAN
         if fail is None:
-            armed = sim.zero_step and self.zs.armed
-            brief = VP_ENTER_BRIEF_ZERO_STEP if armed else VP_ENTER_BRIEF
-            if armed:
+            gpas = self.zs.gpas
+            if gpas and sim.zero_step:
+                armed = True
+                brief = VP_ENTER_BRIEF_ZERO_STEP_PLAN
                 sim.emit((t, 0, ZERO_STEP, self.name, VP_ENTER, None, None, None, None,
-                          {"gpas": len(self.zs.gpas)}))
-            fail = locks.try_acquire(brief, self.i, 0, True)
+                          {"gpas": len(gpas)}))
+            fail = locks.try_plan(brief, i, 0, True)
             if fail is not None:
-                locks.release(VP_ENTER_HELD, self.i, 0)
+                locks.release_plan(_HELD, i, 0)
         attempt = self.enter_attempt
         if fail is not None:
+            timing = sim.timing
             retry = sim.policy.enter_busy(fail.status, attempt, sim.retry_max)
             sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, VP_ENTER, fail.status,
                       fail.operand, attempt, BUSY if retry else GIVEUP, None))
@@ -102,6 +122,7 @@ class Vcpu:
             missing = next((p for p in self.zs.gpas if sim.pages[p] in (UNMAPPED, BLOCKED)), -1)
             if missing >= 0:
                 # Re-walk found a listed GPA unmapped: no entry, a synthetic EPT exit.
+                timing = sim.timing
                 dur = timing.vp_entry_ns + timing.td_exit_ns
                 sim.emit((t, dur, SEAMCALL, self.name, VP_ENTER, EXIT_EPT_VIOLATION, None,
                           attempt, SUCCESS, {"synthetic": True, "gpa": hex(missing << 12)}))
@@ -110,27 +131,28 @@ class Vcpu:
                 self.fault_gpa = missing
                 sim.at(t + dur, self._after_synthetic, None)
                 return
-        self.record = [t, 0, SEAMCALL, self.name, VP_ENTER, 0, None, attempt, SUCCESS, None]
-        sim.open_record(self.i, self.record)
+        record = self.record = [t, 0, SEAMCALL, self.name, VP_ENTER, 0, None, attempt, SUCCESS,
+                                None]
+        sim.open_record(i, record)
         self.enter_t = t
         self.entering = True
-        sim.at(t + timing.vp_entry_ns, self._vm_entry, brief)
+        sim.at(t + self.vp_entry_ns, self._vm_entry, brief)
 
-    def _release_brief(self, brief: Any) -> None:
-        self.sim.locks.release(brief, self.i, 0)
+    def _release_brief(self, brief: Plan) -> None:
+        self.sim.locks.release_plan(brief, self.i, 0)
 
     def _after_synthetic(self, _: Any) -> None:
-        self.sim.locks.release(VP_ENTER_HELD, self.i, 0)
+        self.sim.locks.release_plan(_HELD, self.i, 0)
         self._fault(self.fault_gpa)
 
-    def _vm_entry(self, brief: Any) -> None:
+    def _vm_entry(self, brief: Plan) -> None:
         sim = self.sim
-        sim.locks.release(brief, self.i, 0)
+        sim.locks.release_plan(brief, self.i, 0)
         self.entering = False
         self.in_guest = True
         self.vm_entry_t = sim.now
         op = self.op
-        self.zs.on_entry(op.rip if op is not None else -1)
+        self.zs.entry_rip = op.rip if op is not None else -1  # ZeroStepFilter.on_entry
         if self.kick_pending:
             self.kick_pending = False
             self._exit(EXIT_EXTERNAL_INTERRUPT)
@@ -140,13 +162,16 @@ class Vcpu:
     # -- the guest -------------------------------------------------------------------
     def _resume(self) -> None:
         """Run the guest from where it is: the rest of its compute, then its instruction."""
-        if self.op is None:
-            self.op = self.guest.next_op()
+        op = self.op
+        if op is None:
+            op = self.op = self.guest.next_op()
             self.pos = 0
-            self.compute_left = self.op.run_ns
-        if self.compute_left > 0:
-            self.compute_end = self.sim.now + self.compute_left
-            self.sim.at(self.compute_end, self._instruction, self.gen)
+            self.compute_left = op.run_ns
+        left = self.compute_left
+        if left > 0:
+            sim = self.sim
+            end = self.compute_end = sim.now + left
+            sim.at(end, self._instruction, self.gen)
         else:
             self._instruction(self.gen)
 
@@ -158,53 +183,59 @@ class Vcpu:
         op = self.op
         assert op is not None
         kind = op.kind
-        if kind == g.IO:
-            self._exit(EXIT_IO)
-        elif kind == g.HLT:
-            self._exit(EXIT_HLT)
-        elif kind == g.STOP:
-            self._exit(EXIT_STOP)
-        elif kind == g.ACCEPT:
+        if kind == _IO:
+            self._exit(EXIT_IO, -1, False, -1)
+        elif kind == _HLT:
+            self._exit(EXIT_HLT, -1, False, -1)
+        elif kind == _STOP:
+            self._exit(EXIT_STOP, -1, False, -1)
+        elif kind == _ACCEPT:
             gpa = op.gpas[0]
             state = sim.pages[gpa]
             if state == PENDING:
                 self._tdcall_accept(gpa)
-            elif state in (UNMAPPED, BLOCKED):
-                self._exit(EXIT_EPT_VIOLATION, gpa, counted=False)
+            elif state == UNMAPPED or state == BLOCKED:
+                self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
             else:
-                self._op_done()
+                self.op = None  # _op_done
+                self._resume()
         else:
             gpas = op.gpas
-            while self.pos < len(gpas):
-                gpa = gpas[self.pos]
-                state = sim.pages[gpa]
-                if sim.shared_attr[gpa] or state == UNMAPPED or state == BLOCKED:
-                    self._exit(EXIT_EPT_VIOLATION, gpa, counted=True)
+            pages = sim.pages
+            shared = sim.shared_attr
+            pos = self.pos
+            n = len(gpas)
+            while pos < n:
+                gpa = gpas[pos]
+                state = pages[gpa]
+                if shared[gpa] or state == UNMAPPED or state == BLOCKED:
+                    self.pos = pos
+                    self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
                     return
                 if state == PENDING:
+                    self.pos = pos
                     if op.ve:
                         self._tdcall_accept(gpa)
                     else:
-                        self._exit(EXIT_EPT_VIOLATION, gpa, counted=True)
+                        self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
                     return
-                self.pos += 1
-            self._op_done()
-
-    def _op_done(self) -> None:
-        self.op = None
-        self._resume()
+                pos += 1
+            self.pos = pos
+            self.op = None  # _op_done
+            self._resume()
 
     def _tdcall_accept(self, gpa: int) -> None:
         sim = self.sim
-        timing = sim.timing
         t = sim.now
-        fail = sim.locks.try_acquire(_ACCEPT_LOCKS, self.i, gpa, False)
+        fail = sim.locks.try_plan(_ACCEPT_PLAN, self.i, gpa, False)
         self.in_tdcall = True
         if fail is None:
             self.hp_since = -1
-            sim.emit((t, timing.accept_ns, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
-            sim.at(t + timing.accept_ns, self._accepted, gpa)
+            dur = self.accept_ns
+            sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
+            sim.at(t + dur, self._accepted, gpa)
             return
+        timing = sim.timing
         # The BUSY goes back to the guest's handler, which re-executes the instruction:
         # each try is its own logical call.
         sim.emit((t, timing.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
@@ -237,11 +268,13 @@ class Vcpu:
 
     def _accepted(self, gpa: int) -> None:
         sim = self.sim
-        sim.locks.release(_ACCEPT_LOCKS, self.i, gpa)
-        if sim.pages[gpa] == PENDING:
-            sim.pages[gpa] = ACCEPTED
+        sim.locks.release_plan(_ACCEPT_PLAN, self.i, gpa)
+        pages = sim.pages
+        if pages[gpa] == PENDING:
+            pages[gpa] = ACCEPTED
         self.in_tdcall = False
-        if self.op is not None and self.op.kind == g.ACCEPT:
+        op = self.op
+        if op is not None and op.kind == _ACCEPT:
             self.op = None
         if self.kick_pending:
             self.kick_pending = False
@@ -271,7 +304,7 @@ class Vcpu:
         t = sim.now
         self.in_guest = False
         self.guest_ns += t - self.vm_entry_t
-        end = t + sim.timing.td_exit_ns
+        end = t + self.td_exit_ns
         rec = self.record
         assert rec is not None
         rec[1] = end - rec[0]
@@ -280,7 +313,7 @@ class Vcpu:
             rec[8] = ERROR
         else:
             rec[5] = max(reason, EXIT_HLT) if reason == EXIT_STOP else reason
-        sim.close_record(self.i)
+        del sim._open[self.i]  # sim.close_record, inlined
         self.record = None
         if counted and sim.zero_step and reason == EXIT_EPT_VIOLATION:
             self._count(gpa)
@@ -305,7 +338,7 @@ class Vcpu:
 
     def _after_exit(self, info: tuple[int, int]) -> None:
         sim = self.sim
-        sim.locks.release(VP_ENTER_HELD, self.i, 0)
+        sim.locks.release_plan(_HELD, self.i, 0)
         reason, gpa = info
         if reason == EXIT_EPT_VIOLATION:
             self._fault(gpa)
@@ -328,7 +361,12 @@ class Vcpu:
             self._memory_fault(gpa)
             return
         self.fault_gpa = gpa
-        sim.mmu_lock.acquire(False, self._fault_locked)
+        mmu = sim.mmu_lock
+        if mmu.queue or mmu.writer:
+            mmu.queue.append((False, self._fault_locked))
+        else:  # mmu_lock.acquire(False, self._fault_locked), inlined for the free lock
+            mmu.readers += 1
+            sim.at(sim.now + self.kvm_fault_ns, self._fault_work)
 
     def _memory_fault(self, gpa: int) -> None:
         """The access is private but KVM's attributes say shared: exit to userspace."""
@@ -343,7 +381,7 @@ class Vcpu:
         sim.at(sim.now + sim.timing.memory_fault_ns, self.enter)
 
     def _fault_locked(self) -> None:
-        self.sim.at(self.sim.now + self.sim.timing.kvm_fault_ns, self._fault_work)
+        self.sim.at(self.sim.now + self.kvm_fault_ns, self._fault_work)
 
     def _fault_work(self, _: Any) -> None:
         sim = self.sim
@@ -375,11 +413,11 @@ class Vcpu:
         leaf = self.leaf
         gpa = self.fault_gpa
         t = sim.now
-        steps = sim.host_locks[leaf]
-        fail = sim.locks.try_acquire(steps, self.i, gpa, True)
+        steps = sim.host_plans[leaf]
+        fail = sim.locks.try_plan(steps, self.i, gpa, True)
         attempt = self.attempt
         if fail is None:
-            dur = timing.seamcall_ns + (timing.sept_add_ns if leaf == SEPT_ADD else timing.page_aug_ns)
+            dur = self.seamcall_ns + (timing.sept_add_ns if leaf == SEPT_ADD else timing.page_aug_ns)
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
             sim.at(t + dur, self._call_done, steps)
             return
@@ -400,11 +438,12 @@ class Vcpu:
             self.holds_vmm = False
             self.sim.vmm_mutex.release()
 
-    def _call_done(self, steps: Any) -> None:
+    def _call_done(self, steps: Plan) -> None:
         sim = self.sim
         gpa = self.fault_gpa
-        sim.locks.release(steps, self.i, gpa)
-        self._release_vmm()
+        sim.locks.release_plan(steps, self.i, gpa)
+        if self.holds_vmm:
+            self._release_vmm()
         if self.leaf == SEPT_ADD:
             sim.regions[gpa >> 9] = 1
         else:
