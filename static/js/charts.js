@@ -8,6 +8,9 @@ const SMALL_MARGIN = { l: 48, r: 44, t: 6, b: 34 };
 /** Retries and give-ups per bin; zero-step activations as marks along the time axis. */
 export function drawTimeline(el, store) {
   const range = store.timeRange();
+  // whole-number ticks for give-ups, which are often 0, 1 or 2 per bin
+  let maxGiveups = 1;
+  for (const g of store.giveups) if (g > maxGiveups) maxGiveups = g;
   const traces = [
     { type: "scatter", mode: "lines", name: "retries", x: store.x, y: store.retries,
       line: { color: "#1f6feb", width: 1.5 }, hovertemplate: "t = %{x:,.1f} µs<br>retries: %{y}<extra></extra>" },
@@ -27,7 +30,8 @@ export function drawTimeline(el, store) {
       autorange: range === null, nticks: 8 },
     yaxis: { title: { text: "retries / bin" }, rangemode: "tozero", color: "#1f6feb" },
     yaxis2: { title: { text: "give-ups" }, overlaying: "y", side: "right", rangemode: "tozero",
-      color: "#c62828", showgrid: false, tickformat: ",d", nticks: 4 },
+      color: "#c62828", showgrid: false, range: [0, maxGiveups * 1.1],
+      dtick: Math.max(1, Math.ceil(maxGiveups / 4)), tickformat: ",d" },
   });
 }
 
