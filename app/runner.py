@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RUNNING, PAUSED = "running", "paused"
 SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
+# Each tick opens with this share of quiet for the event loop (sending the frame just
+# published, answering requests): a thread running Python flat out would otherwise hold
+# the GIL and make every socket write of the loop wait for a switch interval.
+QUIET_SHARE = 0.25
 MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
 
 
@@ -147,6 +151,7 @@ class Runner:
 
     def _main(self) -> None:
         deadline = time.monotonic() + self.interval_s
+        work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
         while not self._stopping.is_set():
             self._run_commands(block_s=0)
             now = time.monotonic()
@@ -155,8 +160,12 @@ class Runner:
                 deadline += self.interval_s
                 if deadline <= now:  # fell behind by a whole tick: do not burst frames
                     deadline = now + self.interval_s
+                work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
             elif self.state == RUNNING and self._tick and self.run.sim.now < self._tick[1]:
-                self._step(self._tick[1], deadline)
+                if now >= work_from:
+                    self._step(self._tick[1], deadline)
+                else:
+                    self._run_commands(block_s=work_from - now)
             else:
                 self._run_commands(block_s=deadline - now)
 
