@@ -133,3 +133,17 @@ def test_golden_zero_step_seed1_first_2ms() -> None:
             f"  UPDATE_GOLDEN=1 python -m pytest tests/engine/test_determinism.py -k golden\n"
             f"and commit {GOLDEN.relative_to(Path.cwd()) if GOLDEN.is_relative_to(Path.cwd()) else GOLDEN}"
             f" with a message saying why.", pytrace=False)
+
+
+def test_apply_refuses_non_live_and_bad_values_and_records_nothing() -> None:
+    """apply() refuses a non-live field or a bad value, naming it, and changes nothing."""
+    from engine.errors import ConfigError, ConfigErrors
+
+    sim = Simulation(Config())
+    sim.run_until(100_000)
+    with pytest.raises(ConfigError, match="vcpus"):
+        sim.apply({"vcpus": 4})
+    with pytest.raises(ConfigErrors, match="retry_max"):
+        sim.apply({"retry_max": 5000})
+    assert sim.config == Config() and sim.retry_max == 16
+    assert not [r for r in sim.run_until(200_000) if r[2] == "control"]

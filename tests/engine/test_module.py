@@ -107,3 +107,51 @@ def test_boot_32_vcpus_module_15_far_fewer_sept_tree_busy() -> None:
     new = run(Config(scenario="boot", vcpus=32, module_version="1.5"), None, end)
     assert old["busy_by_operand"]["SEPT_TREE"] > 100
     assert new["busy_by_operand"]["SEPT_TREE"] * 10 <= old["busy_by_operand"]["SEPT_TREE"]
+
+
+def test_host_priority_timeout_forces_a_td_exit() -> None:
+    """Module 1.5: a guest kept on BUSY_HOST_PRIORITY longer than HP_LOCK_TIMEOUT is forced
+    out with 0x9000020500000000; once the host wins, the guest's ACCEPT succeeds."""
+    from engine.export import jsonl_lines
+    from engine.guest import ACCEPT, Op
+    from engine.module import GUEST_LOCKS
+    from engine.params import Timing
+    from engine.sim import ACCEPTED, PENDING, Simulation
+    from tests.engine.support import InlineScenario, io_exit, parse_jsonl
+
+    gpa, timeout_ns = 2048, 20_000
+    guest_hold, aug = GUEST_LOCKS["TDG.MEM.PAGE.ACCEPT"], host_locks("1.5")[AUG]
+    scenario = InlineScenario([[Op(0, ACCEPT, 0x100, (gpa,)), io_exit(0x200)]],
+                              timing=Timing(hp_lock_timeout_ns=timeout_ns))
+    sim = Simulation(Config(scenario="inline", vcpus=1, policy="none"), scenario)
+    recs: list = []
+    hp_set_at = hp_cleared_at = -1
+    while sim.now < 200_000:
+        recs += sim.run_until(sim.now + 100)
+        if hp_set_at < 0 and sim.pages[gpa] == PENDING:
+            # Another vCPU's ACCEPT holds the entry while a host AUG fails on it: HP is set.
+            assert sim.locks.try_acquire(guest_hold, 0, gpa, False) is None
+            assert sim.locks.try_acquire(aug, 0, gpa, True).status == 0x8000020000000001
+            sim.locks.release(guest_hold, 0, gpa)
+            hp_set_at = sim.now
+        elif hp_cleared_at < 0 and sim.now >= 100_000:
+            assert sim.locks.try_acquire(aug, 0, gpa, True) is None  # the host wins
+            sim.locks.release(aug, 0, gpa)
+            hp_cleared_at = sim.now
+    recs += sim.finish()
+    log = parse_jsonl("".join(jsonl_lines(recs)))
+    accepts = [r for r in log if r["leaf"] == "TDG.MEM.PAGE.ACCEPT" and r["kind"] == "tdcall"]
+    backed_off = [r for r in accepts if r["t_ns"] < hp_cleared_at]
+    assert backed_off and all(
+        (r["status"], r["operand"], r["outcome"]) == ("0x8000020400000001", "SEPT_ENTRY", "giveup")
+        for r in backed_off)
+    timeouts = [r for r in log if r["kind"] == "hp_timeout"]
+    assert timeouts
+    first_busy = backed_off[0]["t_ns"]
+    assert timeout_ns <= timeouts[0]["t_ns"] - first_busy < timeout_ns + 2 * 1_200
+    forced = [r for r in log if r["leaf"] == "TDH.VP.ENTER" and r["outcome"] == "error"]
+    assert forced and all(r["status"] == "0x9000020500000000" for r in forced)
+    assert forced[0]["t_ns"] < timeouts[0]["t_ns"] < forced[0]["t_ns"] + forced[0]["dur_ns"]
+    assert sim.stats["hp_timeouts"] == len(timeouts)
+    after = [r for r in accepts if r["t_ns"] >= hp_cleared_at]
+    assert after[0]["outcome"] == "success" and sim.pages[gpa] == ACCEPTED
