@@ -29,13 +29,18 @@ const BASE_LAYOUT = {
 };
 
 /** Draw or update a figure in place (Plotly.react diffs; datarevision says arrays changed). */
-export function plot(el, data, layout) {
+function sizeOf(el) {
   let size = sizes.get(el);
   if (!size) {
     observer.observe(el);
     size = { width: Math.max(1, el.clientWidth), height: Math.max(1, el.clientHeight) };
     sizes.set(el, size);
   }
+  return size;
+}
+
+export function plot(el, data, layout) {
+  const size = sizeOf(el);
   return window.Plotly.react(el, data, { ...BASE_LAYOUT, ...size, autosize: false, ...layout }, PLOT_CONFIG);
 }
 
@@ -57,17 +62,23 @@ export function drawHeatmap(el, store, rows) {
     customdata: grid.customdata,
     zmin: 0,
     colorscale: COLORSCALE,
-    colorbar: { title: { text: "BUSY", side: "right" }, thickness: 10, len: 1 },
+    colorbar: { title: { text: "BUSY", side: "right" }, thickness: 8, len: 1, xpad: 4 },
     hoverongaps: false,
     hovertemplate: withStatus
       ? "<b>%{y}</b><br>t = %{x:,.1f} µs<br>BUSY: %{z}<br>status %{customdata}<extra></extra>"
       : "<b>%{y}</b><br>t = %{x:,.1f} µs<br>BUSY: %{z}<extra></extra>",
   };
   const range = store.timeRange();
+  const { width } = sizeOf(el);
+  // room for the longest row name, but never most of a narrow screen
+  const longest = Math.max(4, ...grid.names.map((n) => n.length));
+  const left = Math.min(7 * longest + 12, Math.round(width * 0.4));
   return plot(el, [trace], {
     datarevision: store.revision,
+    margin: { ...BASE_LAYOUT.margin, l: left },
     xaxis: { title: { text: "simulated time (µs)", standoff: 2 }, range: range ?? undefined,
-      autorange: range === null, showgrid: false, nticks: 8 },
+      autorange: range === null, showgrid: false, nticks: Math.max(3, Math.floor((width - left) / 110)),
+      tickangle: 0 },
     // a fixed left margin wide enough for the longest leaf name: automargin costs a second pass
     yaxis: { type: "category", autorange: "reversed", showgrid: false },
   });

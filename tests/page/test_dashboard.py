@@ -62,6 +62,12 @@ def test_page_loads_clean_and_heatmap_moves(server: LiveServer, open_page: OpenP
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.locator("#connection")).to_have_text("Connected")
 
+    page.get_by_role("button", name="By leaf").click()
+    page.wait_for_function("""() => { const t = document.getElementById('heatmap').data[0];
+        return JSON.stringify(t.y) === JSON.stringify(window.tdxDashboard.store.hello.leaves); }""")
+    page.get_by_role("button", name="By operand").click()
+    page.wait_for_function("document.getElementById('heatmap').data[0].y.length === 7")
+
     ARTIFACTS.mkdir(exist_ok=True)
     wait_bins(page, 20)
     page.wait_for_timeout(300)
