@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.config import Config, check_field
-from engine.errors import ConfigError, ScenarioError
-from engine.guest import Layout, StochasticGuest
+from engine.config import VCPUS_RANGE, Config, check_field
+from engine.errors import ConfigError, ConfigErrors, ScenarioError
+from engine.guest import PAGES_PER_MIB, Layout
 from engine.params import Timing, Workload, override
+from engine.script import (
+    ACTOR_KEYS, ARRAY_TABLES, MEMORY_FAULT_KEYS, STEP_COMMON_KEYS, STEP_KEYS, VCPU_KEYS,
+    ActorSpec, Checker, SignalSpec, VcpuSpec, install, make_guest, parse_actors, parse_vcpus,
+)
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
 
 BUILTIN_NAMES = ("boot", "conversion", "zero-step")
-TOP_KEYS = ("name", "description", "source", "duration_us", "td", "timing", "workload")
+TOP_KEYS = ("name", "description", "source", "duration_us", "td", "timing", "workload",
+            *ARRAY_TABLES)
 TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed")
 DEFAULT_DURATION_US = 100_000
 MAX_DURATION_US = 10_000_000_000
@@ -35,30 +40,60 @@ class Scenario:
     td: dict[str, Any] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
     workload: Workload = field(default_factory=Workload)
+    vcpu_specs: tuple[VcpuSpec, ...] = ()  # [[vcpu]] tables
+    shared: tuple[tuple[int, int], ...] = ()  # [[shared]] page ranges
+    actors: tuple[ActorSpec, ...] = ()  # [[zap]], [[invalidate]], [[signal]], [[memslot]]
+
+    @property
+    def scripted(self) -> bool:
+        return bool(self.vcpu_specs or self.shared or self.actors)
+
+    def min_vcpus(self) -> int:
+        """The fewest vCPUs a run needs for every [[vcpu]] and [[signal]] table to apply."""
+        named = [i for spec in self.vcpu_specs for i in spec.indices]
+        named += [a.vcpu for a in self.actors if isinstance(a, SignalSpec)]
+        return max(named, default=-1) + 1
 
     def populate(self, sim: Simulation) -> None:
-        """Create the actors of this scenario in `sim` and schedule their first events."""
+        """Create the actors of this scenario in `sim` and schedule their first events.
+
+        The order of creation is part of the log's determinism: build, vCPUs, the
+        workload's zap thread, then the file's host actors. A [[vcpu]] or [[signal]] table
+        naming a vCPU the run does not have is left out (Scenario.config refuses that).
+        """
         from engine.build import Builder
         from engine.vcpu import Vcpu
         from engine.zap import Zapper
 
         layout: Layout = sim.layout
+        for lo, hi in self.shared:
+            sim.shared_ranges.append((lo, hi))
+            sim.shared_attr[lo:hi] = b"\x01" * (hi - lo)
+        specs = {i: spec for spec in self.vcpu_specs for i in spec.indices}
         start_ns = 0
         if self.workload.build_pages:
             start_ns = Builder(sim, self.workload.build_pages).end_estimate_ns
         for i in range(sim.config.vcpus):
-            guest = StochasticGuest(self.workload, layout, i, sim.rng)
-            vcpu = Vcpu(sim, i, guest)
+            spec = specs.get(i)
+            guest = make_guest(spec, self.workload, layout, i, sim.rng)
+            vcpu = Vcpu(sim, i, guest, spec.memory_fault_ignore if spec else 0)
             sim.vcpus.append(vcpu)
             sim.at(start_ns + i * VCPU_START_STAGGER_NS, vcpu.enter)
         if self.workload.zap_pages:
             sim.host_actors.append(Zapper(sim, 0, self.workload.zap_pages,
                                           self.workload.zap_interval_ns, start_ns))
+        install(sim, self.actors)
 
     def config(self, **overrides: Any) -> Config:
         """The run config: contract defaults, then this file's [td], then `overrides`."""
         values = {"scenario": self.name, **self.td, **overrides}
-        return Config().with_changes(values)
+        config = Config().with_changes(values)
+        need = self.min_vcpus()
+        if config.vcpus < need:
+            raise ConfigErrors([ConfigError("vcpus", (
+                f"scenario {self.name!r} names vCPU {need - 1} in its [[vcpu]] or [[signal]] "
+                f"tables; accepts an integer from {need} to {VCPUS_RANGE[1]}"))])
+        return config
 
 
 def _err(where: str, key: str, message: str) -> str:
@@ -105,10 +140,33 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
             errors.append(_err(where, exc.field, exc.message))
     if not 10_000_000 <= timing.hp_lock_timeout_ns <= 100_000_000_000:
         errors.append(_err(where, "timing.hp_lock_timeout_ns", "must be from 10 ms to 100 s"))
+    vcpus = td.get("vcpus") if isinstance(td.get("vcpus"), int) else None
+    check = Checker(where, errors, max(workload.td_memory_mib, 1) * PAGES_PER_MIB, vcpus)
+    vcpu_specs = parse_vcpus(data, check)
+    shared, actors = parse_actors(data, check)
     if errors:
         raise ScenarioError(errors)
     return Scenario(name=name, description=description, source=source, duration_us=duration,
-                    td=td, timing=timing, workload=workload)
+                    td=td, timing=timing, workload=workload, vcpu_specs=vcpu_specs,
+                    shared=shared, actors=actors)
+
+
+def accepted_keys() -> dict[str, tuple[str, ...]]:
+    """Every table of the format and the keys it accepts, by the heading that documents it
+    in docs/scenario-format.md (a test checks each key appears under its heading)."""
+    out: dict[str, tuple[str, ...]] = {
+        "top level": TOP_KEYS,
+        "[td]": TD_KEYS,
+        "[timing]": tuple(f.name for f in fields(Timing)),
+        "[workload]": tuple(f.name for f in fields(Workload)),
+        "[[vcpu]]": VCPU_KEYS,
+        "memory_fault": MEMORY_FAULT_KEYS,
+    }
+    for kind, (required, optional) in STEP_KEYS.items():
+        out[f'step = "{kind}"'] = STEP_COMMON_KEYS + required + optional
+    for table, (required, optional) in ACTOR_KEYS.items():
+        out[f"[[{table}]]"] = required + optional
+    return out
 
 
 def _table(data: dict[str, Any], key: str, where: str, errors: list[str]) -> dict[str, Any]:
