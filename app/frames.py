@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -73,4 +74,5 @@ def frame(run_id: str, seq: int, t0_ns: int, t_ns: int, part: Tally, total: Tall
         totals=Totals(events=total.events, attempts=total.attempts, busy=total.busy,
                       retries=total.retries, giveups=total.giveups,
                       zero_step_activations=total.zero_step_activations),
+        sent_at=round(time.time(), 4),
     )

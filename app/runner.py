@@ -26,7 +26,7 @@ from app.schema import State
 from app.settings import Settings
 from app.store import RunRecord, Store
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
-from engine.errors import ConfigErrors, EngineError
+from engine.errors import ConfigErrors
 from engine.run import sim_extras
 from engine.scenario import Scenario
 from engine.sim import Simulation
@@ -193,7 +193,7 @@ class Runner:
         began = time.perf_counter()
         try:
             self.run.tally.add(sim.run_until(sim.now + step_ns))
-        except EngineError:
+        except Exception:  # a broken invariant or a bug: keep serving, stop this run
             log.exception("engine failed in run %s; pausing it", self.run.run_id)
             self._set_state(PAUSED)
             return

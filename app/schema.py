@@ -61,6 +61,7 @@ class Frame(BaseModel):
     lagging: bool
     retry_max: int
     totals: Totals
+    sent_at: float = 0.0  # wall-clock time (Unix seconds) the runner published the frame
 
 
 class State(BaseModel):

@@ -31,7 +31,8 @@ FLAT_OUT_SPEED = 1e12  # simulated us per wall second: far beyond what the engin
 
 @dataclass
 class ClientLog:
-    arrivals: list[tuple[int, float]] = field(default_factory=list)  # (frame seq, wall time)
+    arrivals: list[tuple[int, float]] = field(default_factory=list)  # (frame seq, monotonic)
+    delays: list[float] = field(default_factory=list)  # arrival - the frame's sent_at, in s
 
 
 def free_port() -> int:
@@ -74,6 +75,7 @@ async def ws_client(url: str, log: ClientLog, stop: asyncio.Event) -> None:
             message = json.loads(text)
             if message["type"] == "frame":
                 log.arrivals.append((message["seq"], time.monotonic()))
+                log.delays.append(time.time() - message["sent_at"])
 
 
 async def poll_healthz(base: str, stop: asyncio.Event, latencies_ms: list[float]) -> None:
@@ -119,15 +121,22 @@ def frame_figures(logs: list[ClientLog], wall_s: float) -> dict[str, float]:
         for seq, t in log.arrivals:
             first_seen[seq] = min(t, first_seen.get(seq, t))
     spread = sorted(t - first_seen[seq] for log in logs for seq, t in log.arrivals)
-    drifts = []  # change of (arrival - frame schedule) from a client's first to last tenth
+    delays = sorted(d for log in logs for d in log.delays)
+    drifts = []  # change of a client's delivery delay from its first to its last tenth
     for log in logs:
-        n = len(log.arrivals) // 10
+        n = len(log.delays) // 10
         if n:
-            offsets = [t - seq * 0.1 for seq, t in log.arrivals]
-            drifts.append(statistics.median(offsets[-n:]) - statistics.median(offsets[:n]))
+            drifts.append(statistics.median(log.delays[-n:]) - statistics.median(log.delays[:n]))
+    seqs = [seq for log in logs for seq, _ in log.arrivals]
     return {"rate_min": min(rates), "rate_median": statistics.median(rates),
-            "spread_p99_ms": 1000 * spread[int(0.99 * (len(spread) - 1))] if spread else 0.0,
+            "produced": (max(seqs) - min(seqs) + 1) / wall_s if seqs else 0.0,
+            "spread_p99_ms": 1000 * _pct(spread, 0.99), "delay_p50_ms": 1000 * _pct(delays, 0.5),
+            "delay_p99_ms": 1000 * _pct(delays, 0.99),
             "drift_median_ms": 1000 * statistics.median(drifts) if drifts else 0.0}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[int(q * (len(values) - 1))] if values else 0.0
 
 
 def rss_at(memory: list[tuple[float, float]], t_s: float) -> float:
@@ -169,10 +178,12 @@ def report(args: argparse.Namespace, result: dict[str, object]) -> None:
           f"{stats['events'] / wall_s:,.0f} records/s, lagging={stats['lagging']}")
     print(f"GET /healthz: {len(latencies)} requests, p50 {latencies[len(latencies) // 2]:.1f} ms, "
           f"p99 {latencies[int(0.99 * (len(latencies) - 1))]:.1f} ms, max {latencies[-1]:.1f} ms")
-    print(f"frames per client: min {frames['rate_min']:.2f}/s, median "
-          f"{frames['rate_median']:.2f}/s; same frame across clients: p99 spread "
-          f"{frames['spread_p99_ms']:.1f} ms; delay drift first->last tenth: median "
-          f"{frames['drift_median_ms']:+.1f} ms")
+    print(f"frames: produced {frames['produced']:.2f}/s; received per client min "
+          f"{frames['rate_min']:.2f}/s, median {frames['rate_median']:.2f}/s")
+    print(f"frame delivery delay (publish -> client): p50 {frames['delay_p50_ms']:.1f} ms, "
+          f"p99 {frames['delay_p99_ms']:.1f} ms; change first->last tenth of the run: median "
+          f"{frames['drift_median_ms']:+.1f} ms; same frame across clients: p99 spread "
+          f"{frames['spread_p99_ms']:.1f} ms")
     print(f"server RSS: {rss_at(memory, early):.1f} MiB at {early:.0f} s, "
           f"{memory[-1][1]:.1f} MiB at {memory[-1][0]:.0f} s "
           f"({100 * (memory[-1][1] / rss_at(memory, early) - 1):+.1f}%)")
