@@ -13,8 +13,20 @@ from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
 from engine.params import Timing, Workload, override
 from engine.script import (
-    ACTOR_KEYS, ARRAY_TABLES, MEMORY_FAULT_KEYS, STEP_COMMON_KEYS, STEP_KEYS, VCPU_KEYS,
-    ActorSpec, Checker, SignalSpec, VcpuSpec, install, make_guest, parse_actors, parse_vcpus,
+    ACTOR_KEYS,
+    ARRAY_TABLES,
+    MEMORY_FAULT_KEYS,
+    STEP_COMMON_KEYS,
+    STEP_KEYS,
+    VCPU_KEYS,
+    ActorSpec,
+    Checker,
+    SignalSpec,
+    VcpuSpec,
+    install,
+    make_guest,
+    parse_actors,
+    parse_vcpus,
 )
 
 if TYPE_CHECKING:
@@ -146,6 +158,7 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     shared, actors = parse_actors(data, check)
     if errors:
         raise ScenarioError(errors)
+    assert isinstance(name, str)
     return Scenario(name=name, description=description, source=source, duration_us=duration,
                     td=td, timing=timing, workload=workload, vcpu_specs=vcpu_specs,
                     shared=shared, actors=actors)
@@ -161,9 +174,10 @@ def accepted_keys() -> dict[str, tuple[str, ...]]:
         "[workload]": tuple(f.name for f in fields(Workload)),
         "[[vcpu]]": VCPU_KEYS,
         "memory_fault": MEMORY_FAULT_KEYS,
+        "script steps": STEP_COMMON_KEYS,  # taken by every step kind
     }
     for kind, (required, optional) in STEP_KEYS.items():
-        out[f'step = "{kind}"'] = STEP_COMMON_KEYS + required + optional
+        out[f'step = "{kind}"'] = required + optional
     for table, (required, optional) in ACTOR_KEYS.items():
         out[f"[[{table}]]"] = required + optional
     return out

@@ -215,7 +215,7 @@ class Checker:
     def vcpu_index(self, value: Any, key: str) -> int | None:
         top = (self.vcpus if self.vcpus is not None else 512) - 1
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-            told = " (td.vcpus = %d)" % self.vcpus if self.vcpus is not None else ""
+            told = f" (td.vcpus = {self.vcpus})" if self.vcpus is not None else ""
             self.err(key, f"must be a vCPU index from 0 to {top}{told}")
             return None
         return value
@@ -328,7 +328,7 @@ def parse_actors(data: dict[str, Any], check: Checker) -> tuple[tuple[tuple[int,
             if name == "shared":
                 shared.append(span)
             else:
-                actors.append(spec)  # type: ignore[arg-type]
+                actors.append(spec)
     return tuple(shared), tuple(actors)
 
 
