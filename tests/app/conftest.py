@@ -31,3 +31,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def make_client(settings: Settings, **headers: str) -> TestClient:
     """A client for `settings` (use it as a context manager)."""
     return TestClient(create_app(settings), headers=headers)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave this directory's slow tests out unless a -m expression was given."""
+    if config.getoption("markexpr"):
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
