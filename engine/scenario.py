@@ -152,7 +152,7 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
             errors.append(_err(where, exc.field, exc.message))
     if not 10_000_000 <= timing.hp_lock_timeout_ns <= 100_000_000_000:
         errors.append(_err(where, "timing.hp_lock_timeout_ns", "must be from 10 ms to 100 s"))
-    vcpus = td.get("vcpus") if isinstance(td.get("vcpus"), int) else None
+    vcpus = td["vcpus"] if "vcpus" in td and check_field("vcpus", td["vcpus"]) is None else None
     check = Checker(where, errors, max(workload.td_memory_mib, 1) * PAGES_PER_MIB, vcpus)
     vcpu_specs = parse_vcpus(data, check)
     shared, actors = parse_actors(data, check)

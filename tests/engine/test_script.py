@@ -300,3 +300,31 @@ def test_invalidation_retry_example_shows_the_feedback_loop() -> None:
                and r["actor"] != "vcpu0" for r in on)
     off = log_of(sc, end_us=sc.duration_us, zero_step=False)
     assert not any(r["outcome"] in ("busy", "giveup") for r in off)
+
+
+def test_a_run_with_fewer_vcpus_leaves_their_tables_out() -> None:
+    """The live server picks vCPU counts itself: tables for vCPUs the run lacks are left
+    out rather than failing the run (the CLI refuses such a run, see Scenario.config)."""
+    from engine.config import Config
+    from engine.sim import Simulation
+
+    sc = scenario("""
+[[vcpu]]
+index = 3
+script = [{step = "io"}]
+
+[[signal]]
+vcpu = 3
+every_us = 10
+""", HEAD.replace("vcpus = 1", "vcpus = 4"))
+    sim = Simulation(Config(scenario="t", vcpus=2), sc)
+    assert len(sim.vcpus) == 2 and sim.host_actors == []
+    assert sim.run_until(100_000)
+
+
+def test_an_invalid_td_vcpus_does_not_confuse_the_index_checks() -> None:
+    from engine.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        scenario("[[vcpu]]\nindex = 0\n", HEAD.replace("vcpus = 1", "vcpus = 0"))
+    assert info.value.messages == ["t.toml: td.vcpus: must be an integer from 1 to 512"]
