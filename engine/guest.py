@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from engine.params import Workload
 
 # Operation kinds.
-ACCESS, ACCEPT, IO, HLT, STOP = range(5)
+ACCESS: Final = 0
+ACCEPT: Final = 1
+IO: Final = 2
+HLT: Final = 3
+STOP: Final = 4
 KIND_NAMES = ("access", "accept", "io", "hlt", "stop")
-PAGES_PER_MIB = 256
-REGION_PAGES = 512  # one 2 MiB secure-EPT page table maps 512 pages
+PAGES_PER_MIB: Final = 256
+REGION_PAGES: Final = 512  # one 2 MiB secure-EPT page table maps 512 pages
 
 
 class Op(NamedTuple):

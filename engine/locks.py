@@ -9,13 +9,19 @@ release on failure", and cheaper.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from engine.errors import InvariantError
 from engine.status import TDX_OPERAND_BUSY, TDX_OPERAND_BUSY_HOST_PRIORITY
 
 # Lock kinds. The first four are TD-wide shared/exclusive locks.
-TDR, OP_STATE, SEPT_TREE, TD_EPOCH, TDVPR, SEPT_ENTRY, PAGE = range(7)
+TDR: Final = 0
+OP_STATE: Final = 1
+SEPT_TREE: Final = 2
+TD_EPOCH: Final = 3
+TDVPR: Final = 4
+SEPT_ENTRY: Final = 5
+PAGE: Final = 6
 KIND_NAMES = ("TDR", "OP_STATE", "SEPT_TREE", "TD_EPOCH", "TDVPR", "SEPT_ENTRY", "PAGE")
 # Kinds that carry a host-priority bit in module 1.5 (TD epoch and SEPT tree do not).
 HP_KINDS = frozenset((TDR, OP_STATE, TDVPR, SEPT_ENTRY, PAGE))

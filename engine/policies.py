@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from engine.module import SEPT_WRAPPED
 from engine.params import Timing
 from engine.status import TDX_ERROR_SEPT_BUSY
 
-GIVE_UP = -1  # hand the BUSY back: the fault path re-enters the guest, the zap path moves on
-KICK_RETRY = -2  # upstream zap path: block entry, kick every vCPU, retry once
-KVM_BUG = -3  # upstream zap path: the retry after the kick failed too
+GIVE_UP: Final = -1  # hand the BUSY back: the fault path re-enters the guest, the zap path moves on
+KICK_RETRY: Final = -2  # upstream zap path: block entry, kick every vCPU, retry once
+KVM_BUG: Final = -3  # upstream zap path: the retry after the kick failed too
 
 
 class Policy:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 from engine.config import LIVE_FIELDS, Config
 from engine.errors import ConfigError, EngineError
@@ -19,7 +18,11 @@ from engine.policies import make_policy
 from engine.records import CONTROL, Record
 
 # Page states, one byte per guest page.
-UNMAPPED, PENDING, ACCEPTED, BLOCKED, LEAKED = range(5)
+UNMAPPED: Final = 0
+PENDING: Final = 1
+ACCEPTED: Final = 2
+BLOCKED: Final = 3
+LEAKED: Final = 4
 
 
 class Simulation:
@@ -39,7 +42,7 @@ class Simulation:
         self.rng = random.Random(config.seed)
         self.now = 0
         self._heap: list[tuple[int, int, Callable[[Any], None], Any]] = []
-        self._seq = itertools.count()
+        self._seq = 0  # the next event's sequence number: ties run in scheduling order
         self.policy = make_policy(config.policy)
         self.retry_max = config.retry_max
         self.zero_step = config.zero_step
@@ -75,7 +78,9 @@ class Simulation:
     # -- the clock -------------------------------------------------------------------
     def at(self, t_ns: int, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Call fn(arg) at simulated time t_ns (after everything already due then)."""
-        heappush(self._heap, (t_ns, next(self._seq), fn, arg))
+        seq = self._seq
+        self._seq = seq + 1
+        heappush(self._heap, (t_ns, seq, fn, arg))
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""

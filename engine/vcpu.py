@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.guest import ACCEPT as OP_ACCEPT
+from engine.guest import HLT as OP_HLT
+from engine.guest import IO as OP_IO
+from engine.guest import STOP as OP_STOP
 from engine.module import (
     GUEST_PLANS, VP_ENTER_BRIEF_PLAN, VP_ENTER_BRIEF_ZERO_STEP_PLAN, VP_ENTER_HELD_PLAN,
 )
@@ -24,16 +28,14 @@ from engine.zerostep import ZeroStepFilter
 if TYPE_CHECKING:
     from engine.sim import Simulation
 
-VP_ENTER = "TDH.VP.ENTER"
-ACCEPT = "TDG.MEM.PAGE.ACCEPT"
-SEPT_ADD = "TDH.MEM.SEPT.ADD"
-AUG = "TDH.MEM.PAGE.AUG"
-EXIT_STOP = -1  # the script ended: the vCPU halts for good
+VP_ENTER: Final = "TDH.VP.ENTER"
+ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
+SEPT_ADD: Final = "TDH.MEM.SEPT.ADD"
+AUG: Final = "TDH.MEM.PAGE.AUG"
+EXIT_STOP: Final = -1  # the script ended: the vCPU halts for good
 
 _ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 _HELD = VP_ENTER_HELD_PLAN
-# Guest operation kinds, bound here: the per-instruction dispatch reads them.
-_ACCESS, _ACCEPT, _IO, _HLT, _STOP = g.ACCESS, g.ACCEPT, g.IO, g.HLT, g.STOP
 
 
 class Vcpu:
@@ -80,6 +82,9 @@ class Vcpu:
         self.td_exit_ns = timing.td_exit_ns
         self.kvm_fault_ns = timing.kvm_fault_ns
         self.accept_ns = timing.accept_ns
+        self.io_ns = timing.io_ns
+        self.sept_add_ns = timing.sept_add_ns
+        self.page_aug_ns = timing.page_aug_ns
 
     # -- entering the guest ----------------------------------------------------------
     def enter(self, _: Any) -> None:
@@ -183,13 +188,13 @@ class Vcpu:
         op = self.op
         assert op is not None
         kind = op.kind
-        if kind == _IO:
+        if kind == OP_IO:
             self._exit(EXIT_IO, -1, False, -1)
-        elif kind == _HLT:
+        elif kind == OP_HLT:
             self._exit(EXIT_HLT, -1, False, -1)
-        elif kind == _STOP:
+        elif kind == OP_STOP:
             self._exit(EXIT_STOP, -1, False, -1)
-        elif kind == _ACCEPT:
+        elif kind == OP_ACCEPT:
             gpa = op.gpas[0]
             state = sim.pages[gpa]
             if state == PENDING:
@@ -238,7 +243,7 @@ class Vcpu:
         timing = sim.timing
         # The BUSY goes back to the guest's handler, which re-executes the instruction:
         # each try is its own logical call.
-        sim.emit((t, timing.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
+        sim.emit((t, self.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
                   1, GIVEUP, None))
         if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
             if self.hp_since < 0:
@@ -250,7 +255,7 @@ class Vcpu:
                           {"gpa": hex(gpa << 12)}))
                 sim.at(t + timing.seamcall_ns, self._forced_exit, None)
                 return
-        sim.at(t + timing.seamcall_ns, self._tdcall_busy_done, None)
+        sim.at(t + self.seamcall_ns, self._tdcall_busy_done, None)
 
     def _forced_exit(self, _: Any) -> None:
         self.in_tdcall = False
@@ -274,7 +279,7 @@ class Vcpu:
             pages[gpa] = ACCEPTED
         self.in_tdcall = False
         op = self.op
-        if op is not None and op.kind == _ACCEPT:
+        if op is not None and op.kind == OP_ACCEPT:
             self.op = None
         if self.kick_pending:
             self.kick_pending = False
@@ -344,7 +349,7 @@ class Vcpu:
             self._fault(gpa)
         elif reason == EXIT_IO:
             self.op = None
-            sim.at(sim.now + sim.timing.io_ns, self.enter)
+            sim.at(sim.now + self.io_ns, self.enter)
         elif reason == EXIT_HLT:
             hold = self.op.arg if self.op is not None else 0
             self.op = None
@@ -409,7 +414,6 @@ class Vcpu:
 
     def _attempt(self, _: Any) -> None:
         sim = self.sim
-        timing = sim.timing
         leaf = self.leaf
         gpa = self.fault_gpa
         t = sim.now
@@ -417,21 +421,22 @@ class Vcpu:
         fail = sim.locks.try_plan(steps, self.i, gpa, True)
         attempt = self.attempt
         if fail is None:
-            dur = self.seamcall_ns + (timing.sept_add_ns if leaf == SEPT_ADD else timing.page_aug_ns)
+            dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
             sim.at(t + dur, self._call_done, steps)
             return
-        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, timing, sim.rng)
+        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, sim.timing,
+                                      sim.rng)
         if delay != GIVE_UP and self.signal_pending:
             delay = GIVE_UP
-        sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
+        sim.emit((t, self.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
                   attempt, GIVEUP if delay == GIVE_UP else BUSY, None))
         if delay == GIVE_UP:
             self.signal_pending = False
-            sim.at(t + timing.seamcall_ns, self._gave_up)
+            sim.at(t + self.seamcall_ns, self._gave_up)
         else:
             self.attempt = attempt + 1
-            sim.at(t + timing.seamcall_ns + delay, self._attempt)
+            sim.at(t + self.seamcall_ns + delay, self._attempt)
 
     def _release_vmm(self) -> None:
         if self.holds_vmm:

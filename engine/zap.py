@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
 from engine.records import BUSY, GIVEUP, KICK, KVM_BUG as KVM_BUG_RECORD, SEAMCALL, SUCCESS
@@ -12,9 +12,9 @@ from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY
 if TYPE_CHECKING:
     from engine.sim import Simulation
 
-BLOCK = "TDH.MEM.RANGE.BLOCK"
-TRACK = "TDH.MEM.TRACK"
-REMOVE = "TDH.MEM.PAGE.REMOVE"
+BLOCK: Final = "TDH.MEM.RANGE.BLOCK"
+TRACK: Final = "TDH.MEM.TRACK"
+REMOVE: Final = "TDH.MEM.PAGE.REMOVE"
 _WORK = {BLOCK: "range_block_ns", TRACK: "track_ns", REMOVE: "page_remove_ns"}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-THRESHOLD = 6  # 2 instruction-fetch faults + 2 for each of 2 operands
-MAX_GPAS = 32
+from typing import Final
+
+THRESHOLD: Final = 6  # 2 instruction-fetch faults + 2 for each of 2 operands
+MAX_GPAS: Final = 32
 
 
 class ZeroStepFilter:
