@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from engine.locks import (
-    OP_STATE, PAGE, SEPT_ENTRY, SEPT_TREE, TD_EPOCH, TDR, TDVPR, Plan, Step, compile_plan,
+    OP_STATE,
+    PAGE,
+    SEPT_ENTRY,
+    SEPT_TREE,
+    TD_EPOCH,
+    TDR,
+    TDVPR,
+    Plan,
+    Step,
+    compile_plan,
 )
 from engine.status import (
     OPERAND_ID_OP_STATE,

@@ -9,20 +9,37 @@ from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
 from engine.guest import STOP as OP_STOP
+from engine.locks import Plan
 from engine.module import (
-    GUEST_PLANS, VP_ENTER_BRIEF_PLAN, VP_ENTER_BRIEF_ZERO_STEP_PLAN, VP_ENTER_HELD_PLAN,
+    GUEST_PLANS,
+    VP_ENTER_BRIEF_PLAN,
+    VP_ENTER_BRIEF_ZERO_STEP_PLAN,
+    VP_ENTER_HELD_PLAN,
 )
 from engine.policies import GIVE_UP
 from engine.records import (
-    BUSY, ERROR, GIVEUP, HP_TIMEOUT, MEMORY_FAULT, SEAMCALL, SUCCESS, TDCALL, ZERO_STEP,
-    ZERO_STEP_ARMED, ZERO_STEP_DISARMED,
+    BUSY,
+    ERROR,
+    GIVEUP,
+    HP_TIMEOUT,
+    MEMORY_FAULT,
+    SEAMCALL,
+    SUCCESS,
+    TDCALL,
+    ZERO_STEP,
+    ZERO_STEP_ARMED,
+    ZERO_STEP_DISARMED,
 )
 from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
 from engine.status import (
-    EXIT_EPT_VIOLATION, EXIT_EXTERNAL_INTERRUPT, EXIT_HLT, EXIT_IO,
-    TDX_HOST_PRIORITY_BUSY_TIMEOUT, TDX_OPERAND_BUSY_HOST_PRIORITY, STATUS_CLASS_MASK,
+    EXIT_EPT_VIOLATION,
+    EXIT_EXTERNAL_INTERRUPT,
+    EXIT_HLT,
+    EXIT_IO,
+    STATUS_CLASS_MASK,
+    TDX_HOST_PRIORITY_BUSY_TIMEOUT,
+    TDX_OPERAND_BUSY_HOST_PRIORITY,
 )
-from engine.locks import Plan
 from engine.zerostep import ZeroStepFilter
 
 if TYPE_CHECKING:
