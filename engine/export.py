@@ -113,11 +113,16 @@ def _us(t_ns: int) -> str:
     return "%d.%03d" % divmod(t_ns, 1000)
 
 
+_TID_BASES = (("vcpu", 1), ("zap", 10_001), ("build", 20_001), ("invalidate", 30_001),
+              ("signal", 40_001), ("memslot", 50_001))
+
+
 def _tid(actor: str) -> int:
-    for prefix, base in (("vcpu", 1), ("zap", 10_001), ("build", 20_001)):
-        if actor.startswith(prefix):
+    """A track per actor: vcpuN, zapN, ... each get their own range; anything else 90000."""
+    for prefix, base in _TID_BASES:
+        if actor.startswith(prefix) and actor[len(prefix):].isdigit():
             return base + int(actor[len(prefix):])
-    return 30_000
+    return 90_000
 
 
 def chrome_chunks(records: Iterable[Record]) -> Iterator[str]:

@@ -69,6 +69,7 @@ class Vcpu:
         self.memory_fault_ignore = memory_fault_ignore
         self.memory_faults = 0
         self.signal_pending = False
+        self.tdcall_end = 0
         self.op: g.Op | None = None
         self.pos = 0
         self.compute_left = 0
@@ -107,6 +108,8 @@ class Vcpu:
     def enter(self, _: Any) -> None:
         if self.done:
             return
+        # KVM handles a pending signal (a return to userspace) before it enters again.
+        self.signal_pending = False
         sim = self.sim
         if sim.no_entry:  # sim.enter_allowed, inlined: the upstream zap path blocks entry
             self.parked_at = sim.now
@@ -174,7 +177,9 @@ class Vcpu:
         self.in_guest = True
         self.vm_entry_t = sim.now
         op = self.op
-        self.zs.entry_rip = op.rip if op is not None else -1  # ZeroStepFilter.on_entry
+        # ZeroStepFilter.on_entry: the guest resumes at the instruction of interest only
+        # when its guest time before it is over; mid-way it is somewhere else.
+        self.zs.entry_rip = op.rip if op is not None and self.compute_left == 0 else -1
         if self.kick_pending:
             self.kick_pending = False
             self._exit(EXIT_EXTERNAL_INTERRUPT)
@@ -254,12 +259,14 @@ class Vcpu:
         if fail is None:
             self.hp_since = -1
             dur = self.accept_ns
+            self.tdcall_end = t + dur
             sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
             sim.at(t + dur, self._accepted, gpa)
             return
         timing = sim.timing
         # The BUSY goes back to the guest's handler, which re-executes the instruction:
         # each try is its own logical call.
+        self.tdcall_end = t + self.seamcall_ns
         sim.emit((t, self.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
                   1, GIVEUP, None))
         if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
@@ -355,7 +362,8 @@ class Vcpu:
         """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record."""
         if self.record is not None:
             rec = self.record
-            rec[1] = max(self.sim.now - rec[0], 0)
+            end = max(self.sim.now, self.tdcall_end) if self.in_tdcall else self.sim.now
+            rec[1] = max(end - rec[0], 0)
             rec[5] = EXIT_EXTERNAL_INTERRUPT
 
     def _after_exit(self, info: tuple[int, int]) -> None:

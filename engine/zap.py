@@ -160,8 +160,8 @@ class Zapper:
         else:
             if decision == KVM_BUG:
                 sim.stats["kvm_bugs"] += 1
-                sim.emit((after, 0, KVM_BUG_RECORD, self.name, leaf, None, None, None, None,
-                          {"status": "0x%016X" % status}))
+                sim.emit((t, 0, KVM_BUG_RECORD, self.name, leaf, None, None, None, None,
+                          {"failed_status": "0x%016X" % status}))
             assert decision in (GIVE_UP, KVM_BUG)
             sim.at(after, self._gave_up)
 

@@ -81,7 +81,7 @@ def test_control_records_fill_the_live_columns() -> None:
 def test_chrome_trace_shape() -> None:
     """Chrome trace: valid JSON; M names every actor's track; one X per attempt; a BUSY
     instant per BUSY; a zero-step instant per activation; counters sum to the BUSY count."""
-    config = Config(scenario="conversion", seed=2)
+    config = Config(scenario="zero-step", seed=2)
     summary, _ = run_log(config, END_NS)
     events = json.loads(export_text(config, END_NS, "chrome"))["traceEvents"]
     log = parse_jsonl(export_text(config, END_NS, "jsonl"))
@@ -142,8 +142,6 @@ def test_summary_events_equal_jsonl_lines() -> None:
     assert recount(parse_jsonl(text))["attempts"] == summary["attempts"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Vcpu.close_at_end (engine/vcpu.py) sets an "
-                   "open TDH.VP.ENTER's dur to end-start while a TDCALL inside it ends later")
 def test_open_enter_closed_at_the_end_contains_its_tdcall() -> None:
     """A run that ends while a vCPU is in a TDCALL: the TDH.VP.ENTER record still contains the
     TDCALL record that started inside it (no partial overlap on the vCPU's track)."""
@@ -173,9 +171,6 @@ def _kvm_bug_log() -> list[str]:
     return list(jsonl_lines(recs))
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Zapper._attempt (engine/zap.py) emits the "
-                   "kvm_bug record at t+seamcall_ns, ahead of the clock, so a record emitted "
-                   "later by another actor has a smaller t_ns")
 def test_kvm_bug_record_keeps_time_order() -> None:
     """With upstream KVM bugs in the log, t_ns still never decreases along seq."""
     log = [json.loads(line) for line in _kvm_bug_log()]
@@ -184,9 +179,6 @@ def test_kvm_bug_record_keeps_time_order() -> None:
     assert all(a <= b for a, b in zip(times, times[1:], strict=False))
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Zapper._attempt (engine/zap.py) puts the "
-                   "failing status in the kvm_bug record's extra under the key 'status', so "
-                   "the JSONL object has 'status' twice (null, then the hex)")
 def test_kvm_bug_record_has_no_duplicate_keys() -> None:
     """A kvm_bug record is one JSON object without repeated keys."""
     lines = [line for line in _kvm_bug_log() if '"kvm_bug"' in line]

@@ -103,8 +103,10 @@ def test_bounded_run_caps_attempts_and_retries_only_sept_busy(scenario: str, see
             assert prev["status"] == SEPT_BUSY and prev["outcome"] == "busy", (prev, rec)
         if call[-1]["outcome"] == "giveup" and call[-1]["status"] == SEPT_BUSY:
             assert len(call) == retry_max + 1 or call[-1]["leaf"] == "TDH.MEM.TRACK", call
-    # The cap is exercised, not vacuous: some SEPT BUSY ran the whole budget.
-    if retry_max <= 1:
+    # The cap is exercised, not vacuous: some SEPT BUSY ran the whole budget. (In
+    # `conversion` the zap holds mmu_lock for write, so no fault-path AUG meets the tree
+    # busy there: only `zero-step` exercises the budget.)
+    if retry_max <= 1 and scenario == "zero-step":
         assert longest == retry_max + 1
     for rec in log:
         if rec["outcome"] == "busy":
@@ -132,7 +134,7 @@ def test_none_run_never_retries(scenario: str, seed: int) -> None:
     assert any(r["outcome"] == "giveup" for r in calls)
 
 
-@pytest.mark.parametrize("scenario", ["conversion", "zero-step"])
+@pytest.mark.parametrize("scenario", ["zero-step"])
 def test_upstream_fault_path_never_reenters(scenario: str) -> None:
     """upstream: after a BUSY AUG/SEPT.ADD the vCPU's very next record is the same leaf with
     attempt+1, never a TDH.VP.ENTER; the fault path never gives up."""

@@ -96,9 +96,6 @@ TAIL_BUG = Config(scenario="boot", policy="none", retry_max=0, zero_step=False, 
                   module_version="1.0", seed=1)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Vcpu.close_at_end (engine/vcpu.py) cuts an "
-                   "open TDH.VP.ENTER at the run's end while a TDCALL inside it runs past the "
-                   "end, so the two X events partly overlap")
 @SETTINGS
 @example(config=TAIL_BUG, end_ns=1_000_000)
 @given(config=configs, end_ns=durations)
