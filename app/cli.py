@@ -16,7 +16,13 @@ from typing import Any
 from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
 from engine.errors import ConfigErrors, EngineError, ScenarioError
 from engine.export import FORMATS
-from engine.scenario import BUILTIN_NAMES, MAX_DURATION_US, builtin_scenario, builtin_scenarios, load
+from engine.scenario import (
+    BUILTIN_NAMES,
+    MAX_DURATION_US,
+    builtin_scenario,
+    builtin_scenarios,
+    load,
+)
 
 
 def _int_in(lo: int, hi: int | None) -> Any:

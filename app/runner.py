@@ -254,6 +254,10 @@ class Runner:
         if errors:
             raise ConfigErrors(errors)
         current = self.run.sim.config
+        if changes.get("scenario", current.scenario) != current.scenario:
+            # A scenario file's [td] table sets its TD's defaults; the body's fields win.
+            scenario, _ = self.catalogue.get(changes["scenario"])
+            changes = {**scenario.td, **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
             # A different TD: a new run, in the state the old one was in.

@@ -37,7 +37,7 @@ class Config:
         errors = [e for name, value in changes.items() if (e := check_field(name, value))]
         if errors:
             raise ConfigErrors(errors)
-        values = {k: (float(v) if k == "speed" else v) for k, v in changes.items()}
+        values: dict[str, Any] = {k: (float(v) if k == "speed" else v) for k, v in changes.items()}
         return replace(self, **values)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engine.config import LIVE_FIELDS
-from engine.records import CALL_KINDS, FIELDS, Record, ZERO_STEP
+from engine.records import CALL_KINDS, FIELDS, ZERO_STEP, Record
 from engine.status import status_hex
 
 FORMATS = ("jsonl", "csv", "chrome")

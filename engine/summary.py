@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from engine.records import CALL_KINDS, Record, ZERO_STEP
+from engine.records import CALL_KINDS, ZERO_STEP, Record
 from engine.status import OPERANDS
 
 

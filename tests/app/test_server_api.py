@@ -204,6 +204,19 @@ def test_post_scenario_then_choose_it(client: TestClient) -> None:
     assert client.get("/api/stats").json()["config"]["scenario"] == "tiny-boot"
 
 
+def test_choosing_a_scenario_applies_its_td_defaults(client: TestClient) -> None:
+    """A posted scenario's [td] table sets the new run's TD; fields in the body win."""
+    text = CUSTOM.replace('duration_us = 1000\n', 'duration_us = 1000\n\n[td]\nvcpus = 2\n'
+                          'module_version = "1.0"\n').replace("tiny-boot", "tiny-td")
+    assert client.post("/api/scenarios", content=text).status_code == 201
+    config = client.patch("/api/config", json={"scenario": "tiny-td"}).json()
+    assert (config["vcpus"], config["module_version"]) == (2, "1.0")
+    config = client.patch("/api/config", json={"scenario": "boot"}).json()
+    config = client.patch("/api/config", json={"scenario": "tiny-td", "vcpus": 3}).json()
+    assert (config["vcpus"], config["module_version"]) == (3, "1.0")
+    assert client.get("/api/stats").json()["config"]["vcpus"] == 3
+
+
 @pytest.mark.parametrize(("text", "field"), [
     ("name = [", "body"),
     ('name = "x"\ndescription = "d"\nduration_us = -5\n', "duration_us"),

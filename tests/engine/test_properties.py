@@ -7,7 +7,6 @@ import re
 from collections import defaultdict
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
