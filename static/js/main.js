@@ -10,6 +10,7 @@ import { Store } from "./state.js";
 
 const RUNS_REFRESH_MS = 15000;
 const PERF_SAMPLES = 600;
+const TIMELINE_EVERY_FRAMES = 2;
 const HISTOGRAM_EVERY_FRAMES = 5;
 
 const store = new Store();
@@ -123,9 +124,12 @@ function handle(msg) {
     case "frame":
       perf.frames += 1;
       if (store.applyFrame(msg)) newRun(msg.run_id);
-      // the histogram accumulates over the whole run: every few frames is plenty
+      // The heatmap follows every frame. The histogram accumulates over the whole run, so
+      // every few frames is plenty; the retry timeline at half the frame rate still moves
+      // smoothly and keeps one frame's work within an animation frame's budget.
       if (perf.frames % HISTOGRAM_EVERY_FRAMES === 0) requestDraw();
-      else requestDraw("heatmap", "timeline");
+      else if (perf.frames % TIMELINE_EVERY_FRAMES === 0) requestDraw("heatmap", "timeline");
+      else requestDraw("heatmap");
       return;
     case "state": {
       const previous = store.runId;
