@@ -46,16 +46,31 @@ def records(config: Config, scenario: Scenario | None, end_ns: int,
         yield from sim.finish()
 
 
+def slices(config: Config, scenario: Scenario | None, end_ns: int,
+           on_slice: Callable[[int], None] | None = None,
+           sim_out: list[Simulation] | None = None) -> Iterator[list[Record]]:
+    """A run's records a slice at a time (the live path: no per-record generator)."""
+    sim = Simulation(config, scenario if scenario is not None else builtin_scenario(config.scenario))
+    if sim_out is not None:
+        sim_out.append(sim)
+    t = 0
+    while t < end_ns:
+        t = min(t + SLICE_NS, end_ns)
+        yield sim.run_until(t)
+        if on_slice is not None:
+            on_slice(t)
+    yield sim.finish()
+
+
 def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[str] | None = None,
         fmt: str = "jsonl", on_slice: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run headlessly to `end_ns`; write the log to `out` in `fmt` if given; the summary."""
     tally = Tally()
     holder: list[Simulation] = []
-    stream = records(config, scenario, end_ns, on_slice=on_slice, sim_out=holder)
-    counted = _counting(stream, tally)
+    counted = _counted(slices(config, scenario, end_ns, on_slice, holder), tally)
     if out is not None:
         write = out.write
-        for piece in chunks(fmt, counted):
+        for piece in chunks(fmt, _flat(counted)):
             write(piece)
     else:
         for _ in counted:
@@ -63,13 +78,12 @@ def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[str] | N
     return summary(config.to_dict(), end_ns, tally, sim_extras(holder[0]))
 
 
-def _counting(stream: Iterable[Record], tally: Tally, batch: int = 4096) -> Iterator[Record]:
-    buf: list[Record] = []
-    for rec in stream:
-        buf.append(rec)
-        if len(buf) >= batch:
-            tally.add(buf)
-            yield from buf
-            buf = []
-    tally.add(buf)
-    yield from buf
+def _counted(batches: Iterable[list[Record]], tally: Tally) -> Iterator[list[Record]]:
+    for batch in batches:
+        tally.add(batch)
+        yield batch
+
+
+def _flat(batches: Iterable[list[Record]]) -> Iterator[Record]:
+    for batch in batches:
+        yield from batch
