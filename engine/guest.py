@@ -13,7 +13,6 @@ ACCEPT: Final = 1
 IO: Final = 2
 HLT: Final = 3
 STOP: Final = 4
-KIND_NAMES = ("access", "accept", "io", "hlt", "stop")
 PAGES_PER_MIB: Final = 256
 REGION_PAGES: Final = 512  # one 2 MiB secure-EPT page table maps 512 pages
 

@@ -92,6 +92,14 @@ class LockTable:
         self.host_priority = host_priority
         self.hp_count = 0  # host-priority bits set: while none are, the fast path runs
 
+    def _state(self, kind: int, vcpu: int, gpa: int) -> int:
+        """A lock's state (off the hot path, which inlines this lookup)."""
+        if kind < TDVPR:
+            return self.td[kind]
+        if kind == TDVPR:
+            return self.tdvpr[vcpu]
+        return (self.entry if kind == SEPT_ENTRY else self.page).get(gpa, 0)
+
     def _hp(self, kind: int, vcpu: int, gpa: int) -> bool:
         if kind < TDVPR:
             return self.td_hp[kind]
@@ -151,16 +159,8 @@ class LockTable:
 
     def _try_hp(self, plan: Plan, vcpu: int, gpa: int, host: bool) -> Failure | None:
         """`try_plan` while some host-priority bit is set (module 1.5 only)."""
-        td = self.td
         for kind, exclusive, busy, hp_busy, hp_kind in plan:
-            if kind < TDVPR:
-                state = td[kind]
-            elif kind == TDVPR:
-                state = self.tdvpr[vcpu]
-            elif kind == SEPT_ENTRY:
-                state = self.entry.get(gpa, 0)
-            else:
-                state = self.page.get(gpa, 0)
+            state = self._state(kind, vcpu, gpa)
             conflict = state != 0 if exclusive else state < 0
             if hp_kind:
                 if not host and self._hp(kind, vcpu, gpa):

@@ -141,14 +141,6 @@ class Simulation:
         self.emit((self.now, 0, CONTROL, "user", None, None, None, None, None, ordered))
 
     # -- helpers for actors ----------------------------------------------------------
-    def enter_allowed(self, vcpu: Any) -> bool:
-        """False (and the vCPU is parked) while the upstream zap path blocks entry."""
-        if self.no_entry:
-            vcpu.parked_at = self.now
-            self.parked.append(vcpu)
-            return False
-        return True
-
     def unblock_entry(self) -> None:
         self.no_entry -= 1
         if self.no_entry:

@@ -85,12 +85,3 @@ def is_busy(status: int) -> bool:
 def status_hex(status: int) -> str:
     """`0x` and 16 hex digits, exactly as the event log writes RAX."""
     return "0x%016X" % status
-
-
-def operand_of(status: int, operand: str | None) -> str | None:
-    """Check that a BUSY status carries an id of `operand`; returns the operand name."""
-    if operand is None:
-        return None
-    if (status & 0xFFFFFFFF) not in OPERAND_IDS[operand]:
-        raise ValueError(f"status {status_hex(status)} does not name operand {operand}")
-    return operand

@@ -111,7 +111,7 @@ class Vcpu:
         # KVM handles a pending signal (a return to userspace) before it enters again.
         self.signal_pending = False
         sim = self.sim
-        if sim.no_entry:  # sim.enter_allowed, inlined: the upstream zap path blocks entry
+        if sim.no_entry:  # the upstream zap path blocks entry: park until unblock_entry
             self.parked_at = sim.now
             sim.parked.append(self)
             return
