@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from math import log
 from typing import Final, NamedTuple, Protocol
 
 from engine.params import Workload
@@ -33,6 +34,11 @@ class Op(NamedTuple):
     arg: int = 0
 
 
+# Op(...) without the NamedTuple's Python-level __new__: the stochastic guest makes one
+# per guest instruction of interest.
+_new_op = tuple.__new__
+
+
 class Guest(Protocol):
     def next_op(self) -> Op: ...
 
@@ -55,49 +61,64 @@ class Layout:
 class StochasticGuest:
     """A guest that runs for exponential times between memory accesses, IO and HLT exits."""
 
-    __slots__ = ("w", "rng", "layout", "start", "next_fresh", "rip", "weights", "mean_rate")
+    __slots__ = ("rng", "layout", "start", "end", "next_fresh", "rip", "access_cut", "io_cut",
+                 "run_rate", "hlt_rate", "fresh_fraction", "multi_gfn_fraction",
+                 "multi_gfn_count", "shared_pool_fraction", "accept_first_fraction")
 
     def __init__(self, workload: Workload, layout: Layout, vcpu: int, rng: random.Random) -> None:
-        self.w = workload
+        w = workload
         self.rng = rng
         self.layout = layout
         self.start = layout.slice_start(vcpu)
+        self.end = self.start + layout.slice_pages
         self.next_fresh = self.start
         self.rip = 0xFFFF_FFFF_8100_0000 + vcpu * 0x10_0000
-        total = workload.access_weight + workload.io_weight + workload.hlt_weight or 1.0
-        self.weights = (workload.access_weight / total,
-                        (workload.access_weight + workload.io_weight) / total)
-        self.mean_rate = 1.0 / max(workload.run_mean_ns, 1)
+        total = w.access_weight + w.io_weight + w.hlt_weight or 1.0
+        self.access_cut = w.access_weight / total
+        self.io_cut = (w.access_weight + w.io_weight) / total
+        self.run_rate = 1.0 / max(w.run_mean_ns, 1)
+        self.hlt_rate = 1.0 / max(w.hlt_mean_ns, 1)
+        # The workload's fractions, read once per operation: copied out of the dataclass.
+        self.fresh_fraction = w.fresh_fraction
+        self.multi_gfn_fraction = w.multi_gfn_fraction
+        self.multi_gfn_count = w.multi_gfn_count
+        self.shared_pool_fraction = w.shared_pool_fraction
+        self.accept_first_fraction = w.accept_first_fraction
 
     def _fresh(self, count: int) -> tuple[int, ...]:
-        end = self.start + self.layout.slice_pages
         out = []
         for _ in range(count):
             out.append(self.next_fresh)
             self.next_fresh += 1
-            if self.next_fresh >= end:
+            if self.next_fresh >= self.end:
                 self.next_fresh = self.start
         return tuple(out)
 
     def next_op(self) -> Op:
-        rng = self.rng
-        w = self.w
-        run_ns = int(rng.expovariate(self.mean_rate))
-        self.rip += 16
-        pick = rng.random()
-        if pick >= self.weights[0]:
-            if pick < self.weights[1]:
-                return Op(run_ns, IO, self.rip, ())
-            return Op(run_ns, HLT, self.rip, (), True, int(rng.expovariate(1.0 / max(w.hlt_mean_ns, 1))))
-        if rng.random() < w.fresh_fraction:
-            if w.multi_gfn_fraction and rng.random() < w.multi_gfn_fraction:
-                return Op(run_ns, ACCESS, self.rip, self._fresh(w.multi_gfn_count))
-            if w.shared_pool_fraction and rng.random() < w.shared_pool_fraction:
-                gpas: tuple[int, ...] = (self.layout.pool_start + rng.randrange(self.layout.pool_pages),)
+        # Draws in a fixed order from the one rng: the run is a function of the seed.
+        # `-log(1.0 - random()) / rate` is random.expovariate(rate), spelt out to save
+        # a Python call per operation.
+        random_ = self.rng.random
+        run_ns = int(-log(1.0 - random_()) / self.run_rate)
+        rip = self.rip = self.rip + 16
+        pick = random_()
+        if pick >= self.access_cut:
+            if pick < self.io_cut:
+                return _new_op(Op, (run_ns, IO, rip, (), True, 0))
+            hold_ns = int(-log(1.0 - random_()) / self.hlt_rate)
+            return _new_op(Op, (run_ns, HLT, rip, (), True, hold_ns))
+        if random_() < self.fresh_fraction:
+            if self.multi_gfn_fraction and random_() < self.multi_gfn_fraction:
+                return _new_op(Op, (run_ns, ACCESS, rip, self._fresh(self.multi_gfn_count),
+                                    True, 0))
+            if self.shared_pool_fraction and random_() < self.shared_pool_fraction:
+                layout = self.layout
+                gpas: tuple[int, ...] = (layout.pool_start + self.rng.randrange(layout.pool_pages),)
             else:
-                gpas = self._fresh(1)
-            if rng.random() < w.accept_first_fraction:
-                return Op(run_ns, ACCEPT, self.rip, gpas)
-            return Op(run_ns, ACCESS, self.rip, gpas)
+                gpa = self.next_fresh  # _fresh(1), inlined
+                self.next_fresh = gpa + 1 if gpa + 1 < self.end else self.start
+                gpas = (gpa,)
+            kind = ACCEPT if random_() < self.accept_first_fraction else ACCESS
+            return _new_op(Op, (run_ns, kind, rip, gpas, True, 0))
         used = (self.next_fresh - self.start) or 1
-        return Op(run_ns, ACCESS, self.rip, (self.start + rng.randrange(used),))
+        return _new_op(Op, (run_ns, ACCESS, rip, (self.start + self.rng.randrange(used),), True, 0))
