@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from engine.records import CALL_KINDS, ZERO_STEP, Record
+from engine.records import ERROR, GIVEUP, SEAMCALL, SUCCESS, TDCALL, ZERO_STEP, Record
 from engine.status import OPERANDS
 
 
@@ -34,42 +34,53 @@ class Tally:
         self.end_ns = 0
 
     def add(self, records: Iterable[Record]) -> None:
+        # Typed locals: compiled, each costs a type check and then strings compare and
+        # ints add natively. The outcome strings are the records module's constants.
         by_leaf = self.by_leaf
         by_operand = self.busy_by_operand
         hist = self.calls_by_attempts
-        events = attempts = 0
+        events = attempts = busy = retries = giveups = activations = 0
+        end_ns = self.end_ns
         for rec in records:
             events += 1
-            kind = rec[2]
-            if kind in CALL_KINDS:
+            kind: str = rec[2]
+            if kind == SEAMCALL or kind == TDCALL:
                 attempts += 1
-                leaf_counts = by_leaf.get(rec[4])
+                leaf: str = rec[4]
+                leaf_counts = by_leaf.get(leaf)
                 if leaf_counts is None:
-                    leaf_counts = by_leaf[rec[4]] = [0, 0, 0, 0]
+                    leaf_counts = by_leaf[leaf] = [0, 0, 0, 0]
                 leaf_counts[0] += 1
-                attempt = rec[7]
+                attempt: int = rec[7]
                 if attempt > 1:
-                    self.retries += 1
+                    retries += 1
                     leaf_counts[2] += 1
-                outcome = rec[8]
-                if outcome != "success" and outcome != "error":
-                    self.busy += 1
+                outcome: str = rec[8]
+                if outcome != SUCCESS and outcome != ERROR:
+                    busy += 1
                     leaf_counts[1] += 1
-                    operand = rec[6]
+                    operand: str = rec[6]
                     by_operand[operand] = by_operand.get(operand, 0) + 1
-                    if outcome == "giveup":
-                        self.giveups += 1
+                    if outcome == GIVEUP:
+                        giveups += 1
                         leaf_counts[3] += 1
                         hist[attempt] = hist.get(attempt, 0) + 1
                 else:
                     hist[attempt] = hist.get(attempt, 0) + 1
             elif kind == ZERO_STEP:
-                self.zero_step_activations += 1
-            end = rec[0] + rec[1]
-            if end > self.end_ns:
-                self.end_ns = end
+                activations += 1
+            t_ns: int = rec[0]
+            dur_ns: int = rec[1]
+            end = t_ns + dur_ns
+            if end > end_ns:
+                end_ns = end
+        self.end_ns = end_ns
         self.events += events
         self.attempts += attempts
+        self.busy += busy
+        self.retries += retries
+        self.giveups += giveups
+        self.zero_step_activations += activations
 
     def counts(self) -> dict[str, Any]:
         """The contract's counting fields (no config, no sim_ns)."""

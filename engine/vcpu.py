@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
@@ -65,6 +66,9 @@ class Vcpu:
         self.i = index
         self.name = f"vcpu{index}"
         self.guest = guest
+        # The guest is any object with next_op (a Protocol): called through a bound method
+        # fetched once rather than looked up by name per instruction.
+        self.next_op: Callable[[], g.Op] = guest.next_op
         self.zs = ZeroStepFilter()
         self.memory_fault_ignore = memory_fault_ignore
         self.memory_faults = 0
@@ -191,7 +195,7 @@ class Vcpu:
         """Run the guest from where it is: the rest of its compute, then its instruction."""
         op = self.op
         if op is None:
-            op = self.op = self.guest.next_op()
+            op = self.op = self.next_op()
             self.pos = 0
             self.compute_left = op.run_ns
         left = self.compute_left
