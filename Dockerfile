@@ -1,4 +1,24 @@
 # The dashboard server: tdx-contention serve on port 8000, runs kept in /data.
+#
+# Two stages: the first compiles the engine's hot modules with mypyc (about 2.5x the
+# pure-Python speed, byte-identical records; docs/performance.md) into a wheel; the
+# second installs that wheel without a compiler or mypy.
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY engine ./engine
+COPY app ./app
+COPY static ./static
+RUN pip install "mypy>=1.10" "setuptools>=68" wheel \
+    && TDX_CONTENTION_MYPYC=1 pip wheel --no-build-isolation --no-deps -w /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,12 +26,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY engine ./engine
-COPY app ./app
-COPY static ./static
-RUN pip install . \
+COPY --from=build /wheels /wheels
+# The check fails the build if the engine came out uncompiled.
+RUN pip install /wheels/*.whl \
+    && rm -rf /wheels \
+    && python -c "import engine.sim, sys; sys.exit(not engine.sim.COMPILED)" \
     && useradd --create-home --uid 10001 tdx \
     && mkdir /data && chown tdx:tdx /data
 

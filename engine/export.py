@@ -40,40 +40,54 @@ def _jsonl_tail(kind: str, actor: str, leaf: str | None, status: int | None,
 _TAIL_CACHE_MAX = 65_536
 
 
-def _jsonl_text(records: Iterable[Record], tails: dict[tuple[Any, ...], str],
-                seq: int) -> Iterator[str]:
+def _jsonl_batch(records: list[Record], tails: dict[tuple[Any, ...], str], seq: int) -> str:
+    """The JSONL text of `records`, numbered from `seq`: the one JSONL formatter."""
+    lines: list[str] = []
+    append = lines.append
     for rec in records:
-        key = tuple(rec[2:9])
+        key = (rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8])
         tail = tails.get(key)
         if tail is None:
             if len(tails) >= _TAIL_CACHE_MAX:
                 tails.clear()
             tail = tails[key] = _jsonl_tail(*key)
+        t_ns: int = rec[0]
+        dur_ns: int = rec[1]
         extra = rec[9]
         if extra:
-            yield '{"seq":%d,"t_ns":%d,"dur_ns":%d,%s,%s}\n' % (
-                seq, rec[0], rec[1], tail, json.dumps(extra, separators=(",", ":"))[1:-1])
+            more = json.dumps(extra, separators=(",", ":"))[1:-1]
+            append(f'{{"seq":{seq},"t_ns":{t_ns},"dur_ns":{dur_ns},{tail},{more}}}\n')
         else:
-            yield '{"seq":%d,"t_ns":%d,"dur_ns":%d,%s}\n' % (seq, rec[0], rec[1], tail)
+            append(f'{{"seq":{seq},"t_ns":{t_ns},"dur_ns":{dur_ns},{tail}}}\n')
         seq += 1
+    return "".join(lines)
 
 
-def jsonl_lines(records: Iterable[Record]) -> Iterator[str]:
-    """One JSON object per record, fields in contract order, extras appended."""
-    return _jsonl_text(records, {}, 0)
+JSONL_PIECE_RECORDS = 512  # lines per piece of jsonl_pieces
 
 
-JSONL_PIECE_RECORDS = 512  # lines joined into one piece by jsonl_pieces
+def jsonl_batches(batches: Iterable[list[Record]]) -> Iterator[str]:
+    """The JSONL text of a run handed out in lists (engine.run.slices): a piece per list."""
+    tails: dict[tuple[Any, ...], str] = {}
+    seq = 0
+    for batch in batches:
+        if batch:
+            yield _jsonl_batch(batch, tails, seq)
+            seq += len(batch)
 
 
 def jsonl_pieces(records: Iterable[Record]) -> Iterator[str]:
-    """The text of jsonl_lines in pieces of JSONL_PIECE_RECORDS lines: one write each."""
-    lines = _jsonl_text(records, {}, 0)
-    while True:
-        piece = "".join(itertools.islice(lines, JSONL_PIECE_RECORDS))
-        if not piece:
-            return
-        yield piece
+    """One JSON object per record, fields in contract order, extras appended; in pieces of
+    JSONL_PIECE_RECORDS lines, one write each."""
+    it = iter(records)
+    return jsonl_batches(iter(lambda: list(itertools.islice(it, JSONL_PIECE_RECORDS)), []))
+
+
+def jsonl_lines(records: Iterable[Record]) -> Iterator[str]:
+    """jsonl_pieces a line at a time."""
+    for piece in jsonl_pieces(records):
+        for line in piece[:-1].split("\n"):
+            yield line + "\n"
 
 
 def _csv(value: Any) -> str:

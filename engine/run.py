@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from engine.config import Config
-from engine.export import chunks
+from engine.export import chunks, jsonl_batches
 from engine.records import Record
 from engine.scenario import Scenario, builtin_scenario
 from engine.sim import Simulation, replay
@@ -70,7 +70,9 @@ def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[str] | N
     counted = _counted(slices(config, scenario, end_ns, on_slice, holder), tally)
     if out is not None:
         write = out.write
-        for piece in chunks(fmt, _flat(counted)):
+        # JSONL is formatted a slice at a time; the other formats take records one by one.
+        pieces = jsonl_batches(counted) if fmt == "jsonl" else chunks(fmt, _flat(counted))
+        for piece in pieces:
             write(piece)
     else:
         for _ in counted:
