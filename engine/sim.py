@@ -17,7 +17,6 @@ from engine.params import Timing, Workload
 from engine.policies import make_policy
 from engine.records import CONTROL, Record
 
-Event = tuple[int, int, Callable[[Any], None], Any]  # (t_ns, seq, fn, arg)
 # Compiled by mypyc, the engine orders its event heap with native int compares (below);
 # as Python source, heapq's C functions are faster than any heap written in Python.
 COMPILED: Final = not __file__.endswith(".py")
@@ -28,6 +27,15 @@ PENDING: Final = 1
 ACCEPTED: Final = 2
 BLOCKED: Final = 3
 LEAKED: Final = 4
+
+
+class Actor:
+    """Something with events of its own: `sim.post(t, actor, code, arg)` calls
+    `actor.dispatch(code, arg)` then. Compiled, that is a native call where `sim.at` with
+    a bound method goes through Python's call protocol; the vCPUs' hot events use it."""
+
+    def dispatch(self, code: int, arg: Any) -> None:
+        raise NotImplementedError
 
 
 class Simulation:
@@ -86,24 +94,43 @@ class Simulation:
         seq = self._seq
         self._seq = seq + 1
         if COMPILED:
-            _push(self._heap, (t_ns, seq, fn, arg))
+            _push(self._heap, (t_ns, seq, fn, arg, -1))
         else:
-            heappush(self._heap, (t_ns, seq, fn, arg))
+            heappush(self._heap, (t_ns, seq, fn, arg, -1))
+
+    def post(self, t_ns: int, actor: Actor, code: int, arg: Any = None) -> None:
+        """Call actor.dispatch(code, arg) at t_ns; ordered with `at`'s events."""
+        seq = self._seq
+        self._seq = seq + 1
+        if COMPILED:
+            _push(self._heap, (t_ns, seq, actor, arg, code))
+        else:
+            heappush(self._heap, (t_ns, seq, actor, arg, code))
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
         heap = self._heap
+        # An event is (t_ns, seq, fn, arg, -1) from `at` or (t_ns, seq, actor, arg, code)
+        # from `post`; seq is unique, so comparing never reaches the third item.
+        actor: Actor
         if COMPILED:
             while heap and heap[0][0] <= t_ns:
-                t, _, fn, arg = _pop(heap)
+                t, _, fn, arg, code = _pop(heap)
                 self.now = t
-                fn(arg)
+                if code < 0:
+                    fn(arg)
+                else:
+                    actor = fn
+                    actor.dispatch(code, arg)
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
-                t, _, fn, arg = pop(heap)
+                t, _, fn, arg, code = pop(heap)
                 self.now = t
-                fn(arg)
+                if code < 0:
+                    fn(arg)
+                else:
+                    fn.dispatch(code, arg)
         if t_ns > self.now:
             self.now = t_ns
         return self.drain()

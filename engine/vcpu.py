@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.errors import InvariantError
 from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
@@ -31,7 +32,7 @@ from engine.records import (
     ZERO_STEP_ARMED,
     ZERO_STEP_DISARMED,
 )
-from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
+from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, Actor
 from engine.status import (
     EXIT_EPT_VIOLATION,
     EXIT_EXTERNAL_INTERRUPT,
@@ -56,7 +57,19 @@ _ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 _HELD = VP_ENTER_HELD_PLAN
 
 
-class Vcpu:
+# The vCPU's frequent events, posted as (vcpu, code, arg) and run by Vcpu.dispatch.
+ENTER: Final = 0
+VM_ENTRY: Final = 1
+INSTRUCTION: Final = 2
+ACCEPTED_EV: Final = 3
+TDCALL_BUSY_DONE: Final = 4
+AFTER_EXIT: Final = 5
+FAULT_WORK: Final = 6
+CALL_DONE: Final = 7
+ATTEMPT: Final = 8
+
+
+class Vcpu(Actor):
     """One vCPU and the host thread that runs it. Methods named after events take `_`:
     they are called by the event heap with one (ignored) argument."""
 
@@ -108,6 +121,28 @@ class Vcpu:
         self.sept_add_ns = timing.sept_add_ns
         self.page_aug_ns = timing.page_aug_ns
 
+    def dispatch(self, code: int, arg: Any) -> None:
+        if code == INSTRUCTION:
+            self._instruction(arg)
+        elif code == VM_ENTRY:
+            self._vm_entry(arg)
+        elif code == ACCEPTED_EV:
+            self._accepted(arg)
+        elif code == AFTER_EXIT:
+            self._after_exit(arg)
+        elif code == FAULT_WORK:
+            self._fault_work(arg)
+        elif code == CALL_DONE:
+            self._call_done(arg)
+        elif code == ENTER:
+            self.enter(arg)
+        elif code == ATTEMPT:
+            self._attempt(arg)
+        elif code == TDCALL_BUSY_DONE:
+            self._tdcall_busy_done(arg)
+        else:
+            raise InvariantError(f"{self.name}: no event {code}")
+
     # -- entering the guest ----------------------------------------------------------
     def enter(self, _: Any) -> None:
         if self.done:
@@ -143,7 +178,7 @@ class Vcpu:
                       fail.operand, attempt, BUSY if retry else GIVEUP, None))
             self.enter_attempt = attempt + 1 if retry else 1
             gap = timing.retry_gap_ns if retry else timing.reenter_gap_ns
-            sim.at(t + timing.seamcall_ns + gap, self.enter)
+            sim.post(t + timing.seamcall_ns + gap, self, ENTER)
             return
         self.enter_attempt = 1
         self.entry_epoch = sim.td_epoch
@@ -165,7 +200,7 @@ class Vcpu:
         sim.open_record(i, record)
         self.enter_t = t
         self.entering = True
-        sim.at(t + self.vp_entry_ns, self._vm_entry, brief)
+        sim.post(t + self.vp_entry_ns, self, VM_ENTRY, brief)
 
     def _release_brief(self, brief: Plan) -> None:
         self.sim.locks.release_plan(brief, self.i, 0)
@@ -202,7 +237,7 @@ class Vcpu:
         if left > 0:
             sim = self.sim
             end = self.compute_end = sim.now + left
-            sim.at(end, self._instruction, self.gen)
+            sim.post(end, self, INSTRUCTION, self.gen)
         else:
             self._instruction(self.gen)
 
@@ -265,7 +300,7 @@ class Vcpu:
             dur = self.accept_ns
             self.tdcall_end = t + dur
             sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
-            sim.at(t + dur, self._accepted, gpa)
+            sim.post(t + dur, self, ACCEPTED_EV, gpa)
             return
         timing = sim.timing
         # The BUSY goes back to the guest's handler, which re-executes the instruction:
@@ -283,7 +318,7 @@ class Vcpu:
                           {"gpa": hex(gpa << 12)}))
                 sim.at(t + timing.seamcall_ns, self._forced_exit, None)
                 return
-        sim.at(t + self.seamcall_ns, self._tdcall_busy_done, None)
+        sim.post(t + self.seamcall_ns, self, TDCALL_BUSY_DONE)
 
     def _forced_exit(self, _: Any) -> None:
         self.in_tdcall = False
@@ -350,7 +385,7 @@ class Vcpu:
         self.record = None
         if counted and sim.zero_step and reason == EXIT_EPT_VIOLATION:
             self._count(gpa)
-        sim.at(end, self._after_exit, (reason, gpa))
+        sim.post(end, self, AFTER_EXIT, (reason, gpa))
 
     def _count(self, gpa: int) -> None:
         op = self.op
@@ -378,11 +413,11 @@ class Vcpu:
             self._fault(gpa)
         elif reason == EXIT_IO:
             self.op = None
-            sim.at(sim.now + self.io_ns, self.enter)
+            sim.post(sim.now + self.io_ns, self, ENTER)
         elif reason == EXIT_HLT:
             hold = self.op.arg if self.op is not None else 0
             self.op = None
-            sim.at(sim.now + hold, self.enter)
+            sim.post(sim.now + hold, self, ENTER)
         elif reason == EXIT_STOP:
             self.done = True
         else:
@@ -400,7 +435,7 @@ class Vcpu:
             mmu.queue.append((False, self._fault_locked))
         else:  # mmu_lock.acquire(False, self._fault_locked), inlined for the free lock
             mmu.readers += 1
-            sim.at(sim.now + self.kvm_fault_ns, self._fault_work)
+            sim.post(sim.now + self.kvm_fault_ns, self, FAULT_WORK)
 
     def _memory_fault(self, gpa: int) -> None:
         """The access is private but KVM's attributes say shared: exit to userspace."""
@@ -415,7 +450,7 @@ class Vcpu:
         sim.at(sim.now + sim.timing.memory_fault_ns, self.enter)
 
     def _fault_locked(self) -> None:
-        self.sim.at(self.sim.now + self.kvm_fault_ns, self._fault_work)
+        self.sim.post(self.sim.now + self.kvm_fault_ns, self, FAULT_WORK)
 
     def _fault_work(self, _: Any) -> None:
         sim = self.sim
@@ -452,7 +487,7 @@ class Vcpu:
         if fail is None:
             dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
-            sim.at(t + dur, self._call_done, steps)
+            sim.post(t + dur, self, CALL_DONE, steps)
             return
         delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, sim.timing,
                                       sim.rng)
@@ -465,7 +500,7 @@ class Vcpu:
             sim.at(t + self.seamcall_ns, self._gave_up)
         else:
             self.attempt = attempt + 1
-            sim.at(t + self.seamcall_ns + delay, self._attempt)
+            sim.post(t + self.seamcall_ns + delay, self, ATTEMPT)
 
     def _release_vmm(self) -> None:
         if self.holds_vmm:

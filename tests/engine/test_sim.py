@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,3 +27,29 @@ def test_compiled_heap_pops_in_the_same_order_as_heapq(ops: list[tuple[bool, int
     while theirs:
         assert _pop(ours) == heapq.heappop(theirs)
     assert ours == []
+
+
+def test_posted_and_called_events_share_one_order() -> None:
+    """`post` (actor, code) events and `at` (callable) events at one time run in the order
+    they were scheduled; an unknown code is a broken invariant, not a silent no-op."""
+    from engine.config import Config
+    from engine.errors import InvariantError
+    from engine.sim import Actor, Simulation
+
+    sim = Simulation(Config(scenario="boot", vcpus=1))
+    sim._heap.clear()  # only this test's events
+    seen: list[str] = []
+
+    class Probe(Actor):
+        def dispatch(self, code: int, arg: object) -> None:
+            seen.append(f"post {code} {arg}")
+
+    probe = Probe()
+    sim.at(500, lambda arg: seen.append(f"at {arg}"), "b")
+    sim.post(500, probe, 7, "c")
+    sim.post(100, probe, 1, "a")
+    sim.at(500, lambda arg: seen.append(f"at {arg}"), "d")
+    sim.run_until(1_000)
+    assert seen == ["post 1 a", "at b", "post 7 c", "at d"]
+    with pytest.raises(InvariantError, match="no event 99"):
+        sim.vcpus[0].dispatch(99, None)
