@@ -246,6 +246,9 @@ def test_metrics(client: TestClient) -> None:
         assert name in text
     assert "tdx_contention_retry_max 3.0" in text
     assert "tdx_contention_zero_step_enabled 0.0" in text
+    import engine.sim
+    build = "compiled" if engine.sim.__file__.endswith(".so") else "pure"
+    assert f'tdx_contention_engine_info{{build="{build}"}} 1.0' in text
     line = next(x for x in text.splitlines()
                 if x.startswith('tdx_contention_seamcall_attempts_total{leaf="TDH.VP.ENTER"}'))
     assert float(line.split()[-1]) > 0
