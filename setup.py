@@ -30,6 +30,7 @@ COMPILED = [
     "engine/zap.py",
     "engine/summary.py",
     "engine/export.py",
+    "engine/run.py",
 ]
 
 ext_modules = []
