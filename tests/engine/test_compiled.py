@@ -1,0 +1,76 @@
+"""The mypyc-compiled engine (what the Docker image runs) writes the same logs as the
+Python sources, byte for byte, and really is compiled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config
+from tests.engine.support import export_text
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = [
+    ("zero-step", "bounded", "1.5", 8),
+    ("conversion", "upstream", "1.5", 8),
+    ("boot", "vmm_lock", "1.0", 12),
+]
+END_NS = 3_000_000
+# Runs in the compiled tree: prints {case: {fmt: sha1}} and whether sim is an extension.
+PROBE = """
+import hashlib, json, sys
+import engine.sim
+from engine.config import Config
+from engine.export import chunks
+from engine.run import records
+out = {"compiled": engine.sim.__file__.endswith(".so"), "digests": {}}
+for scenario, policy, version, vcpus in json.loads(sys.argv[1]):
+    config = Config(scenario=scenario, policy=policy, module_version=version, vcpus=vcpus, seed=5)
+    for fmt in ("jsonl", "csv", "chrome"):
+        text = "".join(chunks(fmt, records(config, None, %d)))
+        out["digests"][f"{scenario}/{policy}/{fmt}"] = hashlib.sha1(text.encode()).hexdigest()
+print(json.dumps(out))
+""" % END_NS
+
+
+@pytest.fixture(scope="module")
+def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler: the mypyc build cannot be made here")
+    pytest.importorskip("mypyc")
+    src = tmp_path_factory.mktemp("src")
+    for name in ("engine", "app", "static"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    target = tmp_path_factory.mktemp("compiled")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps",
+         "--disable-pip-version-check", ".", "-t", str(target)],
+        cwd=src, env={**os.environ, "TDX_CONTENTION_MYPYC": "1"},
+        capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return target
+
+
+def test_compiled_engine_writes_byte_identical_logs(compiled_tree: Path) -> None:
+    """Every format of three scenario/policy/module cases hashes the same compiled and pure."""
+    probe = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=compiled_tree,
+                           env={**os.environ, "PYTHONPATH": str(compiled_tree)},
+                           capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    got = json.loads(probe.stdout)
+    assert got["compiled"], "the build produced no extension modules"
+    for scenario, policy, version, vcpus in CASES:
+        config = Config(scenario=scenario, policy=policy, module_version=version, vcpus=vcpus,
+                        seed=5)
+        for fmt in ("jsonl", "csv", "chrome"):
+            want = hashlib.sha1(export_text(config, END_NS, fmt).encode()).hexdigest()
+            assert got["digests"][f"{scenario}/{policy}/{fmt}"] == want, (scenario, policy, fmt)
