@@ -34,22 +34,19 @@ def test_posted_and_called_events_share_one_order() -> None:
     they were scheduled; an unknown code is a broken invariant, not a silent no-op."""
     from engine.config import Config
     from engine.errors import InvariantError
-    from engine.sim import Actor, Simulation
+    from engine.sim import Simulation
+    from engine.vcpu import ENTER
 
     sim = Simulation(Config(scenario="boot", vcpus=1))
     sim._heap.clear()  # only this test's events
-    seen: list[str] = []
-
-    class Probe(Actor):
-        def dispatch(self, code: int, arg: object) -> None:
-            seen.append(f"post {code} {arg}")
-
-    probe = Probe()
-    sim.at(500, lambda arg: seen.append(f"at {arg}"), "b")
-    sim.post(500, probe, 7, "c")
-    sim.post(100, probe, 1, "a")
-    sim.at(500, lambda arg: seen.append(f"at {arg}"), "d")
-    sim.run_until(1_000)
-    assert seen == ["post 1 a", "at b", "post 7 c", "at d"]
+    vcpu = sim.vcpus[0]
+    seen: list[tuple[str, bool]] = []
+    sim.at(500, lambda _: seen.append(("at, scheduled before", vcpu.entering)))
+    sim.post(500, vcpu, ENTER)
+    sim.at(500, lambda _: seen.append(("at, scheduled after", vcpu.entering)))
+    sim.run_until(499)
+    assert seen == []
+    sim.run_until(500)
+    assert seen == [("at, scheduled before", False), ("at, scheduled after", True)]
     with pytest.raises(InvariantError, match="no event 99"):
-        sim.vcpus[0].dispatch(99, None)
+        vcpu.dispatch(99, None)
