@@ -9,9 +9,14 @@ performance.now() figures:
   retries/give-ups timeline, histogram, headline numbers), however many animation frames
   it was spread over;
 - per animation frame: the work done inside one requestAnimationFrame callback (what
-  decides whether the page janks; the page keeps it near an 8 ms budget).
+  decides whether the page janks; the page keeps it near an 8 ms budget);
+- per chart: the median Plotly.react call for each plot (heatmap, timeline, histogram)
+  and how many frames redrew it.
 
-    python bench/page.py [--seconds 10] [--width 1280 --height 720]
+--compare DIR also measures the page in DIR (another checkout's static/, for before and
+after figures from one run on one machine), alternating with this one for --rounds rounds.
+
+    python bench/page.py [--seconds 10] [--rounds 1] [--compare DIR] [--width 1280 --height 720]
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import json
 import mimetypes
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import plotly
-from playwright.sync_api import Route, WebSocketRoute, sync_playwright
+from playwright.sync_api import Browser, Route, WebSocketRoute, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 # run as a script, bench/ comes first on sys.path and bench/engine.py would shadow engine/
@@ -65,6 +72,12 @@ FEED_JS = """async ([seconds, backlog]) => {
   for (let i = 0; i < backlog; i++) d.handle(frame());
   await new Promise((r) => setTimeout(r, 1500));
   d.perf.samples.length = 0; d.perf.applied.length = 0;
+  const charts = {}, react = window.Plotly.react;
+  window.Plotly.react = function (el, ...rest) {
+    const t0 = performance.now(), done = react.call(this, el, ...rest);
+    (charts[el.id] ??= []).push(performance.now() - t0);
+    return done;
+  };
   const t0 = performance.now();
   await new Promise((resolve) => {
     const timer = setInterval(() => {
@@ -73,7 +86,8 @@ FEED_JS = """async ([seconds, backlog]) => {
     }, 100);
   });
   await new Promise((r) => setTimeout(r, 500));
-  return {applied: d.perf.applied.slice(), samples: d.perf.samples.slice(), bins: d.store.x.length,
+  window.Plotly.react = react;
+  return {applied: d.perf.applied.slice(), samples: d.perf.samples.slice(), bins: d.store.x.length, charts,
           rows: d.store.operands.names.length,
           trace: document.getElementById("heatmap").data[0].type,
           zShape: [document.getElementById("heatmap").data[0].z.length, document.getElementById("heatmap").data[0].z[0].length]};
@@ -93,22 +107,27 @@ def hello() -> dict[str, object]:
             "token_required": False}
 
 
-def serve_file(route: Route) -> None:
-    path = route.request.url.split(ORIGIN, 1)[1].split("?", 1)[0]
-    if path == "/":
-        file = STATIC / "index.html"
-    elif path == "/vendor/plotly.min.js":
-        file = PLOTLY_JS
-    elif path.startswith("/static/"):
-        file = STATIC / path.removeprefix("/static/")
-    elif path == "/api/runs":
-        route.fulfill(status=200, content_type="application/json", body="[]")
-        return
-    else:
-        route.fulfill(status=404, body="")
-        return
-    kind = "text/javascript" if file.suffix == ".js" else mimetypes.guess_type(file.name)[0]
-    route.fulfill(status=200, content_type=kind or "application/octet-stream", body=file.read_bytes())
+def file_server(static: Path) -> Callable[[Route], None]:
+    """Answers the page's requests from `static` and the plotly package, as the app would."""
+
+    def serve_file(route: Route) -> None:
+        path = route.request.url.split(ORIGIN, 1)[1].split("?", 1)[0]
+        if path == "/":
+            file = static / "index.html"
+        elif path == "/vendor/plotly.min.js":
+            file = PLOTLY_JS
+        elif path.startswith("/static/"):
+            file = static / path.removeprefix("/static/")
+        elif path == "/api/runs":
+            route.fulfill(status=200, content_type="application/json", body="[]")
+            return
+        else:
+            route.fulfill(status=404, body="")
+            return
+        kind = "text/javascript" if file.suffix == ".js" else mimetypes.guess_type(file.name)[0]
+        route.fulfill(status=200, content_type=kind or "application/octet-stream", body=file.read_bytes())
+
+    return serve_file
 
 
 def on_socket(ws: WebSocketRoute) -> None:
@@ -121,29 +140,56 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def measure(browser: Browser, static: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One page, one backlog, --seconds of frames: the page's own figures."""
+    page = browser.new_page(viewport={"width": args.width, "height": args.height})
+    page.route(f"{ORIGIN}/**", file_server(static))
+    page.route_web_socket("**/ws", on_socket)
+    page.goto(f"{ORIGIN}/")
+    page.wait_for_function("window.tdxDashboard && window.tdxDashboard.store.hello !== null")
+    result: dict[str, Any] = page.evaluate(FEED_JS, [args.seconds, args.backlog])
+    page.close()
+    return result
+
+
+def report(label: str, result: dict[str, Any]) -> None:
+    applied, samples = result["applied"], result["samples"]
+    print(f"{label}: apply one frame to all charts: median {statistics.median(applied):.1f} ms, "
+          f"p95 {percentile(applied, 0.95):.1f} ms over {len(applied)} frames")
+    print(f"{label}: work per animation frame:      median {statistics.median(samples):.1f} ms, "
+          f"p95 {percentile(samples, 0.95):.1f} ms, max {max(samples):.1f} ms over {len(samples)} callbacks")
+    charts = ", ".join(f"{name} {statistics.median(times):.1f} ms x {len(times)}"
+                       for name, times in sorted(result["charts"].items()))
+    print(f"{label}: Plotly.react per chart (median x calls): {charts}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--backlog", type=int, default=600, help="frames fed before measuring")
+    parser.add_argument("--compare", type=Path, help="another static/ to measure alongside this one")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each page, alternating")
     args = parser.parse_args()
+    pages = {"this": STATIC} if args.compare is None else {"this": STATIC, "compare": args.compare}
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in pages}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": args.width, "height": args.height})
-        page.route(f"{ORIGIN}/**", serve_file)
-        page.route_web_socket("**/ws", on_socket)
-        page.goto(f"{ORIGIN}/")
-        page.wait_for_function("window.tdxDashboard && window.tdxDashboard.store.hello !== null")
-        result = page.evaluate(FEED_JS, [args.seconds, args.backlog])
+        for _ in range(args.rounds):
+            for label, static in pages.items():
+                results[label].append(measure(browser, static, args))
         browser.close()
-    applied, samples = result["applied"], result["samples"]
-    print(f"heatmap: {result['trace']} {result['zShape'][0]} rows x {result['zShape'][1]} bins; "
-          f"{args.seconds:g} s at 10 frames/s, viewport {args.width}x{args.height}")
-    print(f"apply one frame to all charts: median {statistics.median(applied):.1f} ms, "
-          f"p95 {percentile(applied, 0.95):.1f} ms over {len(applied)} frames")
-    print(f"work per animation frame:      median {statistics.median(samples):.1f} ms, "
-          f"p95 {percentile(samples, 0.95):.1f} ms, max {max(samples):.1f} ms over {len(samples)} callbacks")
+    first = results["this"][0]
+    print(f"heatmap: {first['trace']} {first['zShape'][0]} rows x {first['zShape'][1]} bins; "
+          f"{args.seconds:g} s at 10 frames/s, viewport {args.width}x{args.height}, {args.rounds} round(s)")
+    for label, static in pages.items():
+        pooled = {key: [v for r in results[label] for v in r[key]] for key in ("applied", "samples")}
+        charts: dict[str, list[float]] = {}
+        for r in results[label]:
+            for name, times in r["charts"].items():
+                charts.setdefault(name, []).extend(times)
+        report(f"{label} ({static})" if args.compare else "", {**pooled, "charts": charts})
 
 
 if __name__ == "__main__":
