@@ -1,6 +1,6 @@
 // The page's wiring: socket messages -> store -> one redraw per animation frame.
 
-import { drawHistogram, drawTimeline } from "./charts.js";
+import { drawHistogram, timeline } from "./charts.js";
 import { Controls } from "./controls.js";
 import { drawHeadline, drawRunInfo } from "./headline.js";
 import { drawHeatmap, plotlyReady, whenResized } from "./heatmap.js";
@@ -10,21 +10,21 @@ import { Store } from "./state.js";
 
 const RUNS_REFRESH_MS = 15000;
 const PERF_SAMPLES = 600;
-const TIMELINE_EVERY_FRAMES = 2;
 const HISTOGRAM_EVERY_FRAMES = 5;
 
 const store = new Store();
 const els = {
   heatmap: document.getElementById("heatmap"),
-  timeline: document.getElementById("timeline"),
   histogram: document.getElementById("histogram"),
   connection: document.getElementById("connection"),
   notice: document.getElementById("notice"),
   heatmapTitle: document.getElementById("heatmap-title"),
+  heatmapScale: document.getElementById("heatmap-scale"),
 };
 // samples: work per animation frame; applied: work to bring every chart up to date
 const perf = { samples: [], applied: [], frames: 0, draws: 0 };
 let heatmapRows = "operands";
+const hiddenSeries = new Set(); // timeline series switched off in its legend
 let drawScheduled = false;
 let pendingReason = null;
 
@@ -57,6 +57,7 @@ const controls = new Controls(store, {
 
 function newRun(runId) {
   if (runId !== store.runId) store.startRun(runId);
+  histogramDrawn.frame = -Infinity; // the old run's bars go at once
   const reason = pendingReason ? pendingReason.replace(/\.$/, "") : "New run";
   notify(`${reason} (run ${runId}).`);
   pendingReason = null;
@@ -68,11 +69,24 @@ function newRun(runId) {
 // the next one: no animation frame runs long, and frames that pile up meanwhile are folded
 // into the store and drawn once.
 const FRAME_BUDGET_MS = 8;
+// What the histogram shows as last drawn: its counts move on almost every frame (they
+// accumulate over the run) and on a log scale a frame's worth barely shows, so new counts
+// are drawn every few frames; a new retry max (the dashed line) is drawn at once.
+const histogramDrawn = { calls: -1, retryMax: undefined, frame: -Infinity };
 const painters = {
-  heatmap: () => drawHeatmap(els.heatmap, store, heatmapRows),
-  timeline: () => drawTimeline(els.timeline, store),
-  histogram: () => drawHistogram(els.histogram, store),
+  // the heatmap with the retry timeline below it, on one time axis
+  heatmap: () => drawHeatmap(els.heatmap, store,
+    { rows: heatmapRows, scale: els.heatmapScale, below: timeline(store, hiddenSeries) }),
+  histogram: () => {
+    Object.assign(histogramDrawn, { calls: store.callsRevision, retryMax: store.config?.retry_max, frame: perf.frames });
+    return drawHistogram(els.histogram, store);
+  },
 };
+
+function histogramStale() {
+  if (store.config?.retry_max !== histogramDrawn.retryMax) return true;
+  return store.callsRevision !== histogramDrawn.calls && perf.frames - histogramDrawn.frame >= HISTOGRAM_EVERY_FRAMES;
+}
 const dirty = new Set();
 let pendingApplyMs = 0;
 
@@ -124,11 +138,8 @@ function handle(msg) {
     case "frame":
       perf.frames += 1;
       if (store.applyFrame(msg)) newRun(msg.run_id);
-      // The heatmap follows every frame. The histogram accumulates over the whole run, so
-      // every few frames is plenty; the retry timeline at half the frame rate still moves
-      // smoothly and keeps one frame's work within an animation frame's budget.
-      if (perf.frames % HISTOGRAM_EVERY_FRAMES === 0) requestDraw();
-      else if (perf.frames % TIMELINE_EVERY_FRAMES === 0) requestDraw("heatmap", "timeline");
+      // the heatmap and the timeline follow every frame; the histogram when it is stale
+      if (histogramStale()) requestDraw("heatmap", "histogram");
       else requestDraw("heatmap");
       return;
     case "state": {
@@ -163,6 +174,16 @@ for (const button of document.querySelectorAll("[data-rows]")) {
       b.setAttribute("aria-pressed", String(b === button));
     }
     els.heatmapTitle.textContent = heatmapRows === "leaves" ? "BUSY per leaf" : "BUSY per operand";
+    requestDraw("heatmap");
+  });
+}
+for (const button of document.querySelectorAll("[data-series]")) {
+  button.addEventListener("click", () => {
+    const name = button.dataset.series;
+    const shown = hiddenSeries.has(name);
+    if (shown) hiddenSeries.delete(name);
+    else hiddenSeries.add(name);
+    button.setAttribute("aria-pressed", String(shown));
     requestDraw("heatmap");
   });
 }

@@ -1,6 +1,7 @@
 // What the page knows: the hello, the current config and run, and a sliding window of bins.
 
 export const WINDOW_BINS = 600;
+const binTime = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
 /** One bin per frame for a fixed list of row names (operands or leaves). */
 class BinGrid {
@@ -46,14 +47,18 @@ export class Store {
 
   resetSeries(operands, leaves, busyStatus) {
     this.x = []; // bin end, simulated microseconds
+    this.bins = []; // bin number since the run's start (the heatmap's x: a linear scale)
+    this.binCount = 0;
+    this.xText = []; // the same, written out for hover text ("12,345.6")
     this.retries = [];
     this.giveups = [];
     this.attempts = [];
-    this.zeroStepY = []; // 0 where a bin had activations, null elsewhere (a marker row)
     this.zeroStep = [];
     this.operands = new BinGrid(operands, (name) => busyStatus[name] ?? "n/a");
     this.leaves = new BinGrid(leaves, () => "");
     this.callsByAttempts = new Map();
+    // grows whenever callsByAttempts changes (never goes back: a new run is a change too)
+    this.callsRevision = (this.callsRevision ?? 0) + 1;
     this.lastFrame = null;
     this.totals = null;
     this.revision += 1;
@@ -96,22 +101,25 @@ export class Store {
       newRun = true;
     }
     this.x.push(f.t_ns / 1000);
+    this.bins.push(this.binCount++);
+    this.xText.push(binTime.format(f.t_ns / 1000));
     this.retries.push(f.retries ?? 0);
     this.giveups.push(f.giveups ?? 0);
     this.attempts.push(f.attempts ?? 0);
     const zs = f.zero_step_activations ?? 0;
     this.zeroStep.push(zs);
-    this.zeroStepY.push(zs > 0 ? 0 : null);
     this.operands.push(f.busy);
     this.leaves.push(f.busy_by_leaf);
     for (const [k, n] of Object.entries(f.calls_by_attempts ?? {})) {
+      if (!n) continue;
       const a = Number(k);
       this.callsByAttempts.set(a, (this.callsByAttempts.get(a) ?? 0) + n);
+      this.callsRevision += 1;
     }
     if (typeof f.retry_max === "number" && this.config) this.config.retry_max = f.retry_max;
     const excess = this.x.length - WINDOW_BINS;
     if (excess > 0) {
-      for (const series of [this.x, this.retries, this.giveups, this.attempts, this.zeroStep, this.zeroStepY]) {
+      for (const series of [this.x, this.bins, this.xText, this.retries, this.giveups, this.attempts, this.zeroStep]) {
         series.splice(0, excess);
       }
       this.operands.dropOldest(excess);

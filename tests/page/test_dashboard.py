@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,19 @@ def test_page_loads_clean_and_heatmap_moves(server: LiveServer, open_page: OpenP
     page.get_by_role("button", name="By operand").click()
     page.wait_for_function("document.getElementById('heatmap').data[0].y.length === 7")
 
+    # the retry timeline shares the heatmap's figure; zero-step marks are one filled path
+    names = page.evaluate("document.getElementById('heatmap').data.map((t) => t.name)")
+    assert names[1:] == ["retries", "give-ups", "zero-step"]
+    assert page.locator("#heatmap .scatterlayer .trace").nth(2).locator("path.js-fill").count() == 1
+    # its legend is the page's: a button hides a series and shows it again
+    retries = page.get_by_role("button", name="retries / bin")
+    retries.click()
+    expect(retries).to_have_attribute("aria-pressed", "false")
+    page.wait_for_function("document.getElementById('heatmap').data[1].visible === false")
+    retries.click()
+    page.wait_for_function("document.getElementById('heatmap').data[1].visible === true")
+    expect(page.locator("#heatmap-scale")).to_have_attribute("aria-label", re.compile(r"BUSY count per bin, 0 to \d+"))
+
     ARTIFACTS.mkdir(exist_ok=True)
     wait_bins(page, 20)
     page.wait_for_timeout(300)
@@ -88,12 +102,31 @@ def test_retry_max_in_ui_changes_config_and_control_record(server: LiveServer, o
     while server.api("GET", "/api/config").json()["retry_max"] != 5:
         assert time.monotonic() < deadline, "PATCH never reached the server"
         time.sleep(0.05)
+    # the histogram's dashed line moves with the retry max at once, not on its next redraw
+    expect(page.locator("#histogram .annotation-text")).to_have_text("retry max 5")
     wait_bins(page, page.evaluate("window.tdxDashboard.store.x.length") + 2)
     pause(page, server)
     lines = server.api("GET", "/api/export", params={"format": "jsonl"}).text.splitlines()
     controls = [r for r in map(json.loads, lines) if r["kind"] == "control"]
     assert controls and controls[-1]["retry_max"] == 5
     expect(page.locator("[data-error-for='retry_max']")).to_have_text("")
+    assert console.errors == []
+
+
+def test_heatmap_rows_switch_while_paused(server: LiveServer, open_page: OpenPage) -> None:
+    """By leaf / By operand redraw the rows at once, with no new frame to bring them."""
+    page, console = open_page(server)
+    start(page)
+    wait_bins(page, 3)
+    pause(page, server)
+    hello = page.evaluate("window.tdxDashboard.store.hello")
+    drawn = """(names) => JSON.stringify([...document.querySelectorAll('#heatmap .ytick text')]
+        .map((t) => t.textContent).sort()) === JSON.stringify(names)"""
+    page.get_by_role("button", name="By leaf").click()
+    page.wait_for_function(drawn, arg=sorted(hello["leaves"]))
+    expect(page.locator("#heatmap-title")).to_have_text("BUSY per leaf")
+    page.get_by_role("button", name="By operand").click()
+    page.wait_for_function(drawn, arg=sorted(hello["operands"]))
     assert console.errors == []
 
 
