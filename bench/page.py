@@ -10,13 +10,14 @@ performance.now() figures:
   it was spread over;
 - per animation frame: the work done inside one requestAnimationFrame callback (what
   decides whether the page janks; the page keeps it near an 8 ms budget);
-- per chart: the median Plotly.react call for each plot (heatmap, timeline, histogram)
-  and how many frames redrew it.
+- per chart: the median Plotly.react call for each plot, by element id (#heatmap, which
+  holds the retry timeline too; #histogram), and how many times it was drawn.
 
 --compare DIR also measures the page in DIR (another checkout's static/, for before and
 after figures from one run on one machine), alternating with this one for --rounds rounds.
 
-    python bench/page.py [--seconds 10] [--rounds 1] [--compare DIR] [--width 1280 --height 720]
+    python bench/page.py [--seconds 10] [--rounds 1] [--compare DIR] [--zero-step-every 5]
+                         [--width 1280 --height 720]
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # Runs in the page: a 600-bin backlog, then frames at 10 per second, then the figures.
-FEED_JS = """async ([seconds, backlog]) => {
+FEED_JS = """async ([seconds, backlog, zeroStepEvery]) => {
   const d = window.tdxDashboard;
   const ops = d.store.hello.operands, leaves = d.store.hello.leaves;
   let seq = 0, t = 0;
@@ -63,7 +64,7 @@ FEED_JS = """async ([seconds, backlog]) => {
     leaves.forEach((l) => byLeaf[l] = Math.floor(Math.random() * 6));
     for (let a = 1; a <= 17; a++) calls[String(a)] = Math.floor(400 / (a * a));
     const f = {type: "frame", run_id: "bench", seq, t0_ns: t, t_ns: t + 100000, attempts: 500,
-      retries: 40, giveups: seq % 7, busy, busy_by_leaf: byLeaf, zero_step_activations: seq % 5 === 0 ? 2 : 0,
+      retries: 40, giveups: seq % 7, busy, busy_by_leaf: byLeaf, zero_step_activations: seq % zeroStepEvery === 0 ? 2 : 0,
       calls_by_attempts: calls, lagging: false, retry_max: 16,
       totals: {events: seq * 500, attempts: seq * 500, busy: seq * 40, retries: seq * 40, giveups: seq, zero_step_activations: seq}};
     seq += 1; t += 100000;
@@ -147,7 +148,7 @@ def measure(browser: Browser, static: Path, args: argparse.Namespace) -> dict[st
     page.route_web_socket("**/ws", on_socket)
     page.goto(f"{ORIGIN}/")
     page.wait_for_function("window.tdxDashboard && window.tdxDashboard.store.hello !== null")
-    result: dict[str, Any] = page.evaluate(FEED_JS, [args.seconds, args.backlog])
+    result: dict[str, Any] = page.evaluate(FEED_JS, [args.seconds, args.backlog, args.zero_step_every])
     page.close()
     return result
 
@@ -171,6 +172,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=600, help="frames fed before measuring")
     parser.add_argument("--compare", type=Path, help="another static/ to measure alongside this one")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each page, alternating")
+    parser.add_argument("--zero-step-every", type=int, default=5, metavar="N",
+                        help="zero-step activations in every Nth bin (1: every bin, as in a zero-step run)")
     args = parser.parse_args()
     pages = {"this": STATIC} if args.compare is None else {"this": STATIC, "compare": args.compare}
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in pages}
