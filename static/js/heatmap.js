@@ -21,7 +21,7 @@ const COLORSCALE = [
   [0, "#f7f9fc"], [0.02, "#fff3c4"], [0.2, "#fdd49e"], [0.45, "#fc8d59"], [0.75, "#d7301f"], [1, "#7f0000"],
 ];
 // the time figure: right margin for the give-ups axis; the heatmap over the retry timeline
-const FIGURE_MARGIN = { t: 6, b: 34, r: 44 };
+const FIGURE_MARGIN = { t: 6, b: 34, r: 34 };
 const SPLIT = { heatmap: [0.44, 1], below: [0, 0.36] };
 const BASE_LAYOUT = {
   margin: { l: 150, r: 10, t: 6, b: 34 },

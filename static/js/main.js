@@ -99,14 +99,16 @@ function draw() {
   drawScheduled = false;
   if (!plotlyReady()) return;
   const t0 = performance.now();
-  drawHeadline(store);
-  drawRunInfo(store);
   for (const name of Object.keys(painters)) {
     if (!dirty.has(name)) continue;
     dirty.delete(name);
     painters[name]();
     if (performance.now() - t0 > FRAME_BUDGET_MS) break;
   }
+  // text after the plots: plotly reads layout as it draws, and text changed before that
+  // had to be laid out there and then, a forced layout per frame
+  drawHeadline(store);
+  drawRunInfo(store);
   const dt = performance.now() - t0;
   perf.draws += 1;
   record(perf.samples, dt);
