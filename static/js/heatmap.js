@@ -149,6 +149,28 @@ function drawColourScale(el, zmax, bottomPx) {
   el.dataset.drawn = key;
 }
 
+/** BUSY counts by row and bin; hover names the row, the bin's time and the status code. */
+function heatmapTrace(store, grid, withStatus, zmax) {
+  return {
+    type: "heatmap",
+    name: withStatus ? "BUSY by operand" : "BUSY by leaf",
+    x: store.bins,
+    y: grid.names,
+    z: grid.z,
+    // every row shares the one array of bin times: hover text without a copy per row
+    text: grid.names.map(() => store.xText),
+    customdata: grid.customdata,
+    zmin: 0,
+    zmax,
+    colorscale: COLORSCALE,
+    showscale: false,
+    hoverongaps: false,
+    hovertemplate: withStatus
+      ? "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<br>status %{customdata}<extra></extra>"
+      : "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<extra></extra>",
+  };
+}
+
 /**
  * The BUSY heatmap (rows are operands or leaves, columns are frames) and, below it on the
  * same time axis, whatever `below` draws (the retry timeline): one figure, because every
@@ -164,28 +186,10 @@ function drawColourScale(el, zmax, bottomPx) {
  */
 export function drawHeatmap(el, store, { rows = "operands", scale = null, below = null } = {}) {
   const grid = rows === "leaves" ? store.leaves : store.operands;
-  const withStatus = rows !== "leaves";
   const n = store.x.length;
   const x = store.bins;
   const zmax = colourTop(grid.z);
-  const heatmap = {
-    type: "heatmap",
-    name: withStatus ? "BUSY by operand" : "BUSY by leaf",
-    x,
-    y: grid.names,
-    z: grid.z,
-    // every row shares the one array of bin times: hover text without a copy per row
-    text: grid.names.map(() => store.xText),
-    customdata: grid.customdata,
-    zmin: 0,
-    zmax,
-    colorscale: COLORSCALE,
-    showscale: false,
-    hoverongaps: false,
-    hovertemplate: withStatus
-      ? "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<br>status %{customdata}<extra></extra>"
-      : "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<extra></extra>",
-  };
+  const heatmap = heatmapTrace(store, grid, rows !== "leaves", zmax);
   const { width, height } = sizeOf(el);
   // room for the longest row name, but never most of a narrow screen
   const longest = Math.max(4, ...grid.names.map((name) => name.length));

@@ -130,14 +130,6 @@ export class Store {
     this.revision += 1;
     return newRun;
   }
-
-  /** [first, last] bin edges of the window in microseconds, or null when empty. */
-  timeRange() {
-    const n = this.x.length;
-    if (n === 0) return null;
-    const half = n > 1 ? (this.x[n - 1] - this.x[n - 2]) / 2 : 50;
-    return [this.x[0] - half, this.x[n - 1] + half];
-  }
 }
 
 function sameNames(a, b) {
