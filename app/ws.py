@@ -65,7 +65,7 @@ async def ws(websocket: WebSocket) -> None:
         if websocket.application_state == WebSocketState.CONNECTED:
             try:
                 await websocket.close()
-            except RuntimeError:  # the transport went away meanwhile
+            except (RuntimeError, WebSocketDisconnect):  # the client went away meanwhile
                 pass
 
 
