@@ -115,9 +115,7 @@ class StochasticGuest:
                 layout = self.layout
                 gpas: tuple[int, ...] = (layout.pool_start + self.rng.randrange(layout.pool_pages),)
             else:
-                gpa = self.next_fresh  # _fresh(1), inlined
-                self.next_fresh = gpa + 1 if gpa + 1 < self.end else self.start
-                gpas = (gpa,)
+                gpas = self._fresh(1)
             kind = ACCEPT if random_() < self.accept_first_fraction else ACCESS
             return _new_op(Op, (run_ns, kind, rip, gpas, True, 0))
         used = (self.next_fresh - self.start) or 1

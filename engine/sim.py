@@ -8,7 +8,7 @@ from heapq import heappop, heappush
 from typing import Any, Final, cast
 
 from engine.config import LIVE_FIELDS, Config
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, InvariantError
 from engine.guest import Layout
 from engine.hostlocks import Mutex, RwLock
 from engine.locks import LockTable, Plan
@@ -35,7 +35,8 @@ class Actor:
     a bound method goes through Python's call protocol; the vCPUs' hot events use it."""
 
     def dispatch(self, code: int, arg: Any) -> None:
-        raise NotImplementedError
+        raise InvariantError(f"{type(self).__name__} was posted event {code} but has no "
+                             "dispatch of its own")
 
 
 class Simulation:
@@ -202,26 +203,32 @@ class Simulation:
         return False
 
 
-def _push(heap: list[tuple[Any, ...]], item: tuple[Any, ...]) -> None:
-    """heapq.heappush for the compiled engine: (t_ns, seq) compared as native ints.
+def _earlier(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """(t_ns, seq) of event a < that of b, as native ints when compiled.
 
     Entries are typed as plain tuples so that mypyc moves them as objects (a typed
-    4-tuple would be unpacked and re-packed at every move); the keys are cast to int.
+    5-tuple would be unpacked and re-packed at every move); the keys are cast to int.
     """
-    t: int = item[0]
-    seq: int = item[1]
-    pos = len(heap)
-    heap.append(item)
+    at: int = a[0]
+    bt: int = b[0]
+    return at < bt or (at == bt and cast(int, a[1]) < cast(int, b[1]))
+
+
+def _sift_up(heap: list[tuple[Any, ...]], pos: int, item: tuple[Any, ...]) -> None:
     while pos > 0:
         up = (pos - 1) >> 1
         parent = heap[up]
-        pt: int = parent[0]
-        if t < pt or (t == pt and seq < cast(int, parent[1])):
-            heap[pos] = parent
-            pos = up
-        else:
+        if not _earlier(item, parent):
             break
+        heap[pos] = parent
+        pos = up
     heap[pos] = item
+
+
+def _push(heap: list[tuple[Any, ...]], item: tuple[Any, ...]) -> None:
+    """heapq.heappush for the compiled engine."""
+    heap.append(item)
+    _sift_up(heap, len(heap) - 1, item)
 
 
 def _pop(heap: list[tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -235,28 +242,12 @@ def _pop(heap: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     child = 1
     while child < end:
         right = child + 1
-        if right < end:
-            a = heap[child]
-            b = heap[right]
-            at: int = a[0]
-            bt: int = b[0]
-            if not (at < bt or (at == bt and cast(int, a[1]) < cast(int, b[1]))):
-                child = right
+        if right < end and not _earlier(heap[child], heap[right]):
+            child = right
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
-    t: int = last[0]
-    seq: int = last[1]
-    while pos > 0:
-        up = (pos - 1) >> 1
-        parent = heap[up]
-        pt: int = parent[0]
-        if t < pt or (t == pt and seq < cast(int, parent[1])):
-            heap[pos] = parent
-            pos = up
-        else:
-            break
-    heap[pos] = last
+    _sift_up(heap, pos, last)
     return top
 
 

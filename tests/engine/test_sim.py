@@ -50,3 +50,12 @@ def test_posted_and_called_events_share_one_order() -> None:
     assert seen == [("at, scheduled before", False), ("at, scheduled after", True)]
     with pytest.raises(InvariantError, match="no event 99"):
         vcpu.dispatch(99, None)
+
+
+def test_an_actor_without_a_dispatch_of_its_own_is_a_broken_invariant() -> None:
+    """An event posted to an actor that does not handle events fails loudly, by name."""
+    from engine.errors import InvariantError
+    from engine.sim import Actor
+
+    with pytest.raises(InvariantError, match="Actor was posted event 3"):
+        Actor().dispatch(3, None)
