@@ -1,6 +1,6 @@
 """Event-log records: the fields, their order, and the record kinds.
 
-A record is a plain sequence in FIELDS order without `seq` (the simulation numbers
+A record is a plain tuple in FIELDS order without `seq` (the simulation numbers
 records as it hands them out): (t_ns, dur_ns, kind, actor, leaf, status, operand,
 attempt, outcome, extra). `status` is the RAX integer (None for non-calls); `extra` is
 None or a dict of further keys (a `control` record's changed fields, say).
@@ -43,4 +43,4 @@ ERROR: Final = "error"
 # Outcomes that end a logical call.
 FINAL_OUTCOMES = frozenset((SUCCESS, GIVEUP, ERROR))
 
-Record = tuple[Any, ...] | list[Any]
+Record = tuple[Any, ...]

@@ -21,6 +21,9 @@ from engine.records import CONTROL, Record
 # as Python source, heapq's C functions are faster than any heap written in Python.
 COMPILED: Final = not __file__.endswith(".py")
 
+# The place of a VP.ENTER record until its vCPU exits (never handed out).
+_OPEN: Final[Record] = ()
+
 # Page states, one byte per guest page.
 UNMAPPED: Final = 0
 PENDING: Final = 1
@@ -77,12 +80,15 @@ class Simulation:
         self.shared_ranges: list[tuple[int, int]] = []
         self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
                       "no_entry_ns": 0, "leaked_pages": 0}
-        # Records not yet handed out; VP.ENTER records stay open (a list) until the exit.
+        # Records not yet handed out. A VP.ENTER record's place is held from the entry
+        # (its start) and filled at the exit, when its duration and status are known.
         self._out: list[Record] = []
         # emit(record): append to the buffer. A bound list.append, not a method: it runs
         # once per record.
         self.emit: Callable[[Record], None] = self._out.append
-        self._open: dict[int, int] = {}  # vcpu index -> absolute index in the stream
+        # vcpu index -> absolute index in the stream of its open VP.ENTER record, or -1.
+        self._open_at: list[int] = [-1] * config.vcpus
+        self._open = 0  # how many are open
         self._base = 0  # absolute index of _out[0]
         self.seq = 0
         self.vcpus: list[Any] = []
@@ -115,14 +121,19 @@ class Simulation:
         # from `post`; seq is unique, so comparing never reaches the third item.
         actor: Actor
         if COMPILED:
-            while heap and heap[0][0] <= t_ns:
-                t, _, fn, arg, code = _pop(heap)
-                self.now = t
+            # Typed locals: compiled, the compares are native.
+            while heap:
+                first: int = heap[0][0]
+                if first > t_ns:
+                    break
+                event = _pop(heap)
+                self.now = first
+                code: int = event[4]
                 if code < 0:
-                    fn(arg)
+                    event[2](event[3])
                 else:
-                    actor = fn
-                    actor.dispatch(code, arg)
+                    actor = event[2]
+                    actor.dispatch(code, event[3])
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
@@ -140,22 +151,27 @@ class Simulation:
         """Close the records still open (vCPUs in the guest) and hand out the rest."""
         for vcpu in self.vcpus:
             vcpu.close_at_end()
-        self._open.clear()
         return self.drain()
 
     # -- records ---------------------------------------------------------------------
-    def open_record(self, vcpu: int, record: list[Any]) -> None:
-        self._open[vcpu] = self._base + len(self._out)
-        self._out.append(record)
+    def open_record(self, vcpu: int) -> None:
+        """Hold the place of `vcpu`'s VP.ENTER record, which starts now."""
+        self._open_at[vcpu] = self._base + len(self._out)
+        self._open += 1
+        self._out.append(_OPEN)
 
-    def close_record(self, vcpu: int) -> None:
-        del self._open[vcpu]
+    def close_record(self, vcpu: int, record: Record) -> None:
+        """Fill the place that open_record(vcpu) held."""
+        at = self._open_at[vcpu]
+        self._open_at[vcpu] = -1
+        self._open -= 1
+        self._out[at - self._base] = record
 
     def drain(self) -> list[Record]:
         """Hand out the records before the earliest still-open one, numbering them."""
         out = self._out
         if self._open:
-            cut = min(self._open.values()) - self._base
+            cut = min(at for at in self._open_at if at >= 0) - self._base
             done = out[:cut]
             del out[:cut]
         else:

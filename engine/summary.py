@@ -36,9 +36,11 @@ class Tally:
     def add(self, records: Iterable[Record]) -> None:
         # Typed locals: compiled, each costs a type check and then strings compare and
         # ints add natively. The outcome strings are the records module's constants.
+        # Calls are counted by attempts in a list first (a dict costs a boxed key per
+        # record) and folded into calls_by_attempts once per batch.
         by_leaf = self.by_leaf
         by_operand = self.busy_by_operand
-        hist = self.calls_by_attempts
+        calls = [0] * 18  # by attempts: 0..17 covers the default retry_max (16) + 1
         events = attempts = busy = retries = giveups = activations = 0
         end_ns = self.end_ns
         for rec in records:
@@ -47,26 +49,36 @@ class Tally:
             if kind == SEAMCALL or kind == TDCALL:
                 attempts += 1
                 leaf: str = rec[4]
-                leaf_counts = by_leaf.get(leaf)
-                if leaf_counts is None:
-                    leaf_counts = by_leaf[leaf] = [0, 0, 0, 0]
-                leaf_counts[0] += 1
+                counts = by_leaf.get(leaf)
+                if counts is None:
+                    counts = by_leaf[leaf] = [0, 0, 0, 0]
+                n: int = counts[0]
+                counts[0] = n + 1
                 attempt: int = rec[7]
                 if attempt > 1:
                     retries += 1
-                    leaf_counts[2] += 1
+                    n = counts[2]
+                    counts[2] = n + 1
                 outcome: str = rec[8]
+                ends_call = True
                 if outcome != SUCCESS and outcome != ERROR:
                     busy += 1
-                    leaf_counts[1] += 1
+                    n = counts[1]
+                    counts[1] = n + 1
                     operand: str = rec[6]
-                    by_operand[operand] = by_operand.get(operand, 0) + 1
+                    n = by_operand.get(operand, 0)
+                    by_operand[operand] = n + 1
                     if outcome == GIVEUP:
                         giveups += 1
-                        leaf_counts[3] += 1
-                        hist[attempt] = hist.get(attempt, 0) + 1
-                else:
-                    hist[attempt] = hist.get(attempt, 0) + 1
+                        n = counts[3]
+                        counts[3] = n + 1
+                    else:
+                        ends_call = False  # a BUSY that is retried: the call goes on
+                if ends_call:
+                    while attempt >= len(calls):
+                        calls.append(0)
+                    n = calls[attempt]
+                    calls[attempt] = n + 1
             elif kind == ZERO_STEP:
                 activations += 1
             t_ns: int = rec[0]
@@ -74,6 +86,10 @@ class Tally:
             end = t_ns + dur_ns
             if end > end_ns:
                 end_ns = end
+        hist = self.calls_by_attempts
+        for attempt, n in enumerate(calls):
+            if n:
+                hist[attempt] = hist.get(attempt, 0) + n
         self.end_ns = end_ns
         self.events += events
         self.attempts += attempts

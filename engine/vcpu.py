@@ -96,8 +96,9 @@ class Vcpu(Actor):
         self.entering = False
         self.in_tdcall = False
         self.kick_pending = False
-        self.record: list[Any] | None = None
+        self.record_open = False  # its VP.ENTER record is open (sim.open_record)
         self.enter_t = 0
+        self.entered_attempt = 1  # the attempt of the VP.ENTER that entered
         self.vm_entry_t = 0
         self.enter_attempt = 1
         self.entry_epoch = 0
@@ -195,9 +196,9 @@ class Vcpu(Actor):
                 self.fault_gpa = missing
                 sim.at(t + dur, self._after_synthetic, None)
                 return
-        record = self.record = [t, 0, SEAMCALL, self.name, VP_ENTER, 0, None, attempt, SUCCESS,
-                                None]
-        sim.open_record(i, record)
+        sim.open_record(i)
+        self.record_open = True
+        self.entered_attempt = attempt
         self.enter_t = t
         self.entering = True
         sim.post(t + self.vp_entry_ns, self, VM_ENTRY, brief)
@@ -373,16 +374,17 @@ class Vcpu(Actor):
         self.in_guest = False
         self.guest_ns += t - self.vm_entry_t
         end = t + self.td_exit_ns
-        rec = self.record
-        assert rec is not None
-        rec[1] = end - rec[0]
+        if not self.record_open:
+            raise InvariantError(f"{self.name}: exit with no VP.ENTER record open")
+        self.record_open = False
+        start = self.enter_t
         if status >= 0:
-            rec[5] = status
-            rec[8] = ERROR
+            outcome = ERROR
         else:
-            rec[5] = max(reason, EXIT_HLT) if reason == EXIT_STOP else reason
-        del sim._open[self.i]  # sim.close_record, inlined
-        self.record = None
+            outcome = SUCCESS
+            status = max(reason, EXIT_HLT) if reason == EXIT_STOP else reason
+        sim.close_record(self.i, (start, end - start, SEAMCALL, self.name, VP_ENTER, status, None,
+                                  self.entered_attempt, outcome, None))
         if counted and sim.zero_step and reason == EXIT_EPT_VIOLATION:
             self._count(gpa)
         sim.post(end, self, AFTER_EXIT, (reason, gpa))
@@ -399,11 +401,13 @@ class Vcpu(Actor):
 
     def close_at_end(self) -> None:
         """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record."""
-        if self.record is not None:
-            rec = self.record
+        if self.record_open:
+            self.record_open = False
+            start = self.enter_t
             end = max(self.sim.now, self.tdcall_end) if self.in_tdcall else self.sim.now
-            rec[1] = max(end - rec[0], 0)
-            rec[5] = EXIT_EXTERNAL_INTERRUPT
+            self.sim.close_record(self.i, (start, max(end - start, 0), SEAMCALL, self.name,
+                                           VP_ENTER, EXIT_EXTERNAL_INTERRUPT, None,
+                                           self.entered_attempt, SUCCESS, None))
 
     def _after_exit(self, info: tuple[int, int]) -> None:
         sim = self.sim
