@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from engine.config import LIVE_FIELDS, Config
 from engine.errors import ConfigError, EngineError, InvariantError
@@ -17,8 +17,9 @@ from engine.params import Timing, Workload
 from engine.policies import make_policy
 from engine.records import CONTROL, Record
 
-# Compiled by mypyc, the engine orders its event heap with native int compares (below);
-# as Python source, heapq's C functions are faster than any heap written in Python.
+# Compiled by mypyc, the engine keeps its events as native `Event` objects in a heap of
+# its own (below), ordered by native int compares; as Python source, events are tuples in
+# heapq's C heap, which is faster than any heap written in Python. One order either way.
 COMPILED: Final = not __file__.endswith(".py")
 
 # The place of a VP.ENTER record until its vCPU exits (never handed out).
@@ -58,7 +59,8 @@ class Simulation:
         self.workload: Workload = self.scenario.workload
         self.rng = random.Random(config.seed)
         self.now = 0
-        self._heap: list[tuple[Any, ...]] = []
+        # Events: (t_ns, seq, fn_or_actor, arg, code) tuples, or Events when compiled.
+        self._heap: list[Any] = []
         self._seq = 0  # the next event's sequence number: ties run in scheduling order
         self.policy = make_policy(config.policy)
         self.retry_max = config.retry_max
@@ -101,7 +103,7 @@ class Simulation:
         seq = self._seq
         self._seq = seq + 1
         if COMPILED:
-            _push(self._heap, (t_ns, seq, fn, arg, -1))
+            _push(self._heap, Event(t_ns, seq, fn, arg, -1))
         else:
             heappush(self._heap, (t_ns, seq, fn, arg, -1))
 
@@ -110,7 +112,7 @@ class Simulation:
         seq = self._seq
         self._seq = seq + 1
         if COMPILED:
-            _push(self._heap, (t_ns, seq, actor, arg, code))
+            _push(self._heap, Event(t_ns, seq, actor, arg, code))
         else:
             heappush(self._heap, (t_ns, seq, actor, arg, code))
 
@@ -121,19 +123,18 @@ class Simulation:
         # from `post`; seq is unique, so comparing never reaches the third item.
         actor: Actor
         if COMPILED:
-            # Typed locals: compiled, the compares are native.
             while heap:
-                first: int = heap[0][0]
-                if first > t_ns:
+                event: Event = heap[0]
+                if event.t_ns > t_ns:
                     break
-                event = _pop(heap)
-                self.now = first
-                code: int = event[4]
+                _pop(heap)
+                self.now = event.t_ns
+                code = event.code
                 if code < 0:
-                    event[2](event[3])
+                    event.target(event.arg)
                 else:
-                    actor = event[2]
-                    actor.dispatch(code, event[3])
+                    actor = event.target
+                    actor.dispatch(code, event.arg)
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
@@ -219,18 +220,26 @@ class Simulation:
         return False
 
 
-def _earlier(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    """(t_ns, seq) of event a < that of b, as native ints when compiled.
+class Event:
+    """An event of the compiled engine's heap: `target(arg)` when `code` < 0, else
+    `target.dispatch(code, arg)`, at `t_ns`; `seq` orders events at one time."""
 
-    Entries are typed as plain tuples so that mypyc moves them as objects (a typed
-    5-tuple would be unpacked and re-packed at every move); the keys are cast to int.
-    """
-    at: int = a[0]
-    bt: int = b[0]
-    return at < bt or (at == bt and cast(int, a[1]) < cast(int, b[1]))
+    __slots__ = ("t_ns", "seq", "target", "arg", "code")
+
+    def __init__(self, t_ns: int, seq: int, target: Any, arg: Any, code: int) -> None:
+        self.t_ns = t_ns
+        self.seq = seq
+        self.target = target
+        self.arg = arg
+        self.code = code
 
 
-def _sift_up(heap: list[tuple[Any, ...]], pos: int, item: tuple[Any, ...]) -> None:
+def _earlier(a: Event, b: Event) -> bool:
+    """(t_ns, seq) of a < that of b: native compares of native fields when compiled."""
+    return a.t_ns < b.t_ns or (a.t_ns == b.t_ns and a.seq < b.seq)
+
+
+def _sift_up(heap: list[Event], pos: int, item: Event) -> None:
     while pos > 0:
         up = (pos - 1) >> 1
         parent = heap[up]
@@ -241,13 +250,13 @@ def _sift_up(heap: list[tuple[Any, ...]], pos: int, item: tuple[Any, ...]) -> No
     heap[pos] = item
 
 
-def _push(heap: list[tuple[Any, ...]], item: tuple[Any, ...]) -> None:
+def _push(heap: list[Event], item: Event) -> None:
     """heapq.heappush for the compiled engine."""
     heap.append(item)
     _sift_up(heap, len(heap) - 1, item)
 
 
-def _pop(heap: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+def _pop(heap: list[Event]) -> Event:
     """heapq.heappop for the compiled engine (the same sift: down to a leaf, then up)."""
     last = heap.pop()
     if not heap:

@@ -8,24 +8,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sim import _pop, _push
+from engine.sim import Event, _pop, _push
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=200))
 def test_compiled_heap_pops_in_the_same_order_as_heapq(ops: list[tuple[bool, int]]) -> None:
-    """The compiled engine's own heap and heapq agree on every push/pop sequence,
-    ties at one time included (the engine's records depend on that order)."""
-    ours: list[tuple[object, ...]] = []
-    theirs: list[tuple[object, ...]] = []
+    """The compiled engine's own heap of Events and heapq's of tuples agree on every
+    push/pop sequence, ties at one time included (the engine's records depend on that)."""
+    ours: list[Event] = []
+    theirs: list[tuple[int, int]] = []
     for seq, (is_push, t) in enumerate(ops):
         if is_push or not ours:
-            event = (t, seq, None, None)
-            _push(ours, event)
-            heapq.heappush(theirs, event)
+            _push(ours, Event(t, seq, None, None, -1))
+            heapq.heappush(theirs, (t, seq))
         else:
-            assert _pop(ours) == heapq.heappop(theirs)
+            event = _pop(ours)
+            assert (event.t_ns, event.seq) == heapq.heappop(theirs)
     while theirs:
-        assert _pop(ours) == heapq.heappop(theirs)
+        event = _pop(ours)
+        assert (event.t_ns, event.seq) == heapq.heappop(theirs)
     assert ours == []
 
 
