@@ -35,8 +35,9 @@ class Op(NamedTuple):
 
 
 # Op(...) without the NamedTuple's Python-level __new__: the stochastic guest makes one
-# per guest instruction of interest.
-_new_op = tuple.__new__
+# per guest instruction of interest. Final, so compiled code reads them from C statics.
+_new_op: Final = tuple.__new__
+_OP: Final = Op
 
 
 class Guest(Protocol):
@@ -61,13 +62,14 @@ class Layout:
 class StochasticGuest:
     """A guest that runs for exponential times between memory accesses, IO and HLT exits."""
 
-    __slots__ = ("rng", "layout", "start", "end", "next_fresh", "rip", "access_cut", "io_cut",
-                 "run_rate", "hlt_rate", "fresh_fraction", "multi_gfn_fraction",
+    __slots__ = ("rng", "random", "layout", "start", "end", "next_fresh", "rip", "access_cut",
+                 "io_cut", "run_rate", "hlt_rate", "fresh_fraction", "multi_gfn_fraction",
                  "multi_gfn_count", "shared_pool_fraction", "accept_first_fraction")
 
     def __init__(self, workload: Workload, layout: Layout, vcpu: int, rng: random.Random) -> None:
         w = workload
         self.rng = rng
+        self.random = rng.random  # the same generator; bound once, not per operation
         self.layout = layout
         self.start = layout.slice_start(vcpu)
         self.end = self.start + layout.slice_pages
@@ -86,6 +88,10 @@ class StochasticGuest:
         self.accept_first_fraction = w.accept_first_fraction
 
     def _fresh(self, count: int) -> tuple[int, ...]:
+        if count == 1:
+            page = self.next_fresh
+            self.next_fresh = page + 1 if page + 1 < self.end else self.start
+            return (page,)
         out = []
         for _ in range(count):
             out.append(self.next_fresh)
@@ -98,18 +104,18 @@ class StochasticGuest:
         # Draws in a fixed order from the one rng: the run is a function of the seed.
         # `-log(1.0 - random()) / rate` is random.expovariate(rate), spelt out to save
         # a Python call per operation.
-        random_ = self.rng.random
+        random_ = self.random
         run_ns = int(-log(1.0 - random_()) / self.run_rate)
         rip = self.rip = self.rip + 16
         pick = random_()
         if pick >= self.access_cut:
             if pick < self.io_cut:
-                return _new_op(Op, (run_ns, IO, rip, (), True, 0))
+                return _new_op(_OP, (run_ns, IO, rip, (), True, 0))
             hold_ns = int(-log(1.0 - random_()) / self.hlt_rate)
-            return _new_op(Op, (run_ns, HLT, rip, (), True, hold_ns))
+            return _new_op(_OP, (run_ns, HLT, rip, (), True, hold_ns))
         if random_() < self.fresh_fraction:
             if self.multi_gfn_fraction and random_() < self.multi_gfn_fraction:
-                return _new_op(Op, (run_ns, ACCESS, rip, self._fresh(self.multi_gfn_count),
+                return _new_op(_OP, (run_ns, ACCESS, rip, self._fresh(self.multi_gfn_count),
                                     True, 0))
             if self.shared_pool_fraction and random_() < self.shared_pool_fraction:
                 layout = self.layout
@@ -117,6 +123,6 @@ class StochasticGuest:
             else:
                 gpas = self._fresh(1)
             kind = ACCEPT if random_() < self.accept_first_fraction else ACCESS
-            return _new_op(Op, (run_ns, kind, rip, gpas, True, 0))
+            return _new_op(_OP, (run_ns, kind, rip, gpas, True, 0))
         used = (self.next_fresh - self.start) or 1
-        return _new_op(Op, (run_ns, ACCESS, rip, (self.start + self.rng.randrange(used),), True, 0))
+        return _new_op(_OP, (run_ns, ACCESS, rip, (self.start + self.rng.randrange(used),), True, 0))

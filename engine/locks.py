@@ -24,7 +24,7 @@ SEPT_ENTRY: Final = 5
 PAGE: Final = 6
 KIND_NAMES = ("TDR", "OP_STATE", "SEPT_TREE", "TD_EPOCH", "TDVPR", "SEPT_ENTRY", "PAGE")
 # Kinds that carry a host-priority bit in module 1.5 (TD epoch and SEPT tree do not).
-HP_KINDS = frozenset((TDR, OP_STATE, TDVPR, SEPT_ENTRY, PAGE))
+HP_KINDS: Final = frozenset((TDR, OP_STATE, TDVPR, SEPT_ENTRY, PAGE))
 
 
 class Step(NamedTuple):
@@ -42,21 +42,28 @@ class Failure(NamedTuple):
     status: int
 
 
-# A lock set compiled for the hot path (`compile_plan`): plain tuples, one per step, of
-# (kind, exclusive, the Failure a conflict returns, the Failure a host-priority bit returns
-# to the guest, whether the kind carries a host-priority bit). Built once per lock set.
-PlanStep = tuple[int, bool, Failure, Failure, bool]
-Plan = tuple[PlanStep, ...]
+class Plan:
+    """A lock set compiled for the hot path (`compile_plan`), built once per lock set.
+
+    Each step is one int, `kind * 2 + exclusive`, so walking a plan reads ints, not
+    tuples; `busy[i]` and `hp_busy[i]` are the Failures step i returns on a conflict and
+    (to a guest) on a host-priority bit.
+    """
+
+    __slots__ = ("codes", "busy", "hp_busy")
+
+    def __init__(self, steps: tuple[Step, ...]) -> None:
+        self.codes = tuple(s.kind * 2 + int(s.exclusive) for s in steps)
+        self.busy = tuple(Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY | s.operand_id)
+                          for s in steps)
+        self.hp_busy = tuple(
+            Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY_HOST_PRIORITY | s.operand_id)
+            for s in steps)
 
 
 def compile_plan(steps: tuple[Step, ...]) -> Plan:
-    """The hot-path form of a lock set: no NamedTuple unpacking, Failures built once."""
-    return tuple(
-        (s.kind, s.exclusive,
-         Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY | s.operand_id),
-         Failure(KIND_NAMES[s.kind], TDX_OPERAND_BUSY_HOST_PRIORITY | s.operand_id),
-         s.kind in HP_KINDS)
-        for s in steps)
+    """The hot-path form of a lock set."""
+    return Plan(steps)
 
 
 # Plans of the lock sets passed to try_acquire/release, by identity of the Step tuple.
@@ -141,83 +148,94 @@ class LockTable:
         if self.hp_count:
             return self._try_hp(plan, vcpu, gpa, host)
         td = self.td
-        for kind, exclusive, busy, _, hp_kind in plan:
+        i = 0
+        for code in plan.codes:
+            kind = code >> 1
             if kind < TDVPR:
-                state = td[kind]
+                state: int = td[kind]
             elif kind == TDVPR:
                 state = self.tdvpr[vcpu]
             elif kind == SEPT_ENTRY:
                 state = self.entry.get(gpa, 0)
             else:
                 state = self.page.get(gpa, 0)
-            if state < 0 or (exclusive and state):
-                if host and hp_kind and self.host_priority:
+            if state < 0 or (code & 1 and state):
+                if host and kind in HP_KINDS and self.host_priority:
                     self._set_hp(kind, vcpu, gpa, True)
-                return busy
+                return plan.busy[i]
+            i += 1
         self._take(plan, vcpu, gpa)
         return None
 
     def _try_hp(self, plan: Plan, vcpu: int, gpa: int, host: bool) -> Failure | None:
         """`try_plan` while some host-priority bit is set (module 1.5 only)."""
-        for kind, exclusive, busy, hp_busy, hp_kind in plan:
+        i = 0
+        for code in plan.codes:
+            kind = code >> 1
             state = self._state(kind, vcpu, gpa)
-            conflict = state != 0 if exclusive else state < 0
-            if hp_kind:
+            conflict = state != 0 if code & 1 else state < 0
+            if kind in HP_KINDS:
                 if not host and self._hp(kind, vcpu, gpa):
-                    return hp_busy
+                    return plan.hp_busy[i]
                 if conflict:
                     if host:
                         self._set_hp(kind, vcpu, gpa, True)
-                    return busy
+                    return plan.busy[i]
             elif conflict:
-                return busy
+                return plan.busy[i]
+            i += 1
         self._take(plan, vcpu, gpa)
         if host:
-            for kind, _, _, _, hp_kind in plan:
-                if hp_kind and self._hp(kind, vcpu, gpa):
+            for code in plan.codes:
+                kind = code >> 1
+                if kind in HP_KINDS and self._hp(kind, vcpu, gpa):
                     self._set_hp(kind, vcpu, gpa, False)
         return None
 
     def _take(self, plan: Plan, vcpu: int, gpa: int) -> None:
         td = self.td
-        for kind, exclusive, _, _, _ in plan:
-            delta = -1 if exclusive else 1
+        for code in plan.codes:
+            kind = code >> 1
+            delta = -1 if code & 1 else 1
             if kind < TDVPR:
-                td[kind] += delta
+                state: int = td[kind]
+                td[kind] = state + delta
             elif kind == TDVPR:
-                self.tdvpr[vcpu] += delta
+                state = self.tdvpr[vcpu]
+                self.tdvpr[vcpu] = state + delta
             else:
-                table = self.entry if kind == SEPT_ENTRY else self.page
-                value = table.get(gpa, 0) + delta
-                if value:
-                    table[gpa] = value
-                else:
-                    del table[gpa]
+                self._add_gpa(kind, gpa, delta)
 
     def release_plan(self, plan: Plan, vcpu: int, gpa: int) -> None:
         """`release` of a compiled lock set."""
         td = self.td
-        for kind, exclusive, _, _, _ in plan:
+        for code in plan.codes:
+            kind = code >> 1
             if kind < TDVPR:
-                state = td[kind]
+                state: int = td[kind]
             elif kind == TDVPR:
                 state = self.tdvpr[vcpu]
             else:
                 state = (self.entry if kind == SEPT_ENTRY else self.page).get(gpa, 0)
-            if (state != -1) if exclusive else (state <= 0):
+            if (state != -1) if code & 1 else (state <= 0):
                 raise InvariantError(f"release of {KIND_NAMES[kind]} not held "
-                                     f"{'exclusive' if exclusive else 'shared'}")
+                                     f"{'exclusive' if code & 1 else 'shared'}")
+            delta = 1 if code & 1 else -1
             if kind < TDVPR:
-                td[kind] = state + (1 if exclusive else -1)
+                td[kind] = state + delta
             elif kind == TDVPR:
-                self.tdvpr[vcpu] = state + (1 if exclusive else -1)
+                self.tdvpr[vcpu] = state + delta
             else:
-                table = self.entry if kind == SEPT_ENTRY else self.page
-                value = state + (1 if exclusive else -1)
-                if value:
-                    table[gpa] = value
-                else:
-                    del table[gpa]
+                self._add_gpa(kind, gpa, delta)
+
+    def _add_gpa(self, kind: int, gpa: int, delta: int) -> None:
+        """Add `delta` to the state of `gpa`'s SEPT_ENTRY or PAGE lock; 0 is not kept."""
+        table = self.entry if kind == SEPT_ENTRY else self.page
+        state = table.get(gpa, 0) + delta
+        if state:
+            table[gpa] = state
+        else:
+            del table[gpa]
 
     def idle(self) -> bool:
         """True when no lock of any kind is held (host-priority bits may remain)."""
