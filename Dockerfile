@@ -16,7 +16,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY engine ./engine
 COPY app ./app
 COPY static ./static
-RUN pip install "mypy>=1.10" "setuptools>=68" wheel \
+RUN pip install "mypy>=2.4" "setuptools>=68" wheel \
     && TDX_CONTENTION_MYPYC=1 pip wheel --no-build-isolation --no-deps -w /wheels .
 
 FROM python:3.11-slim

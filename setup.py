@@ -19,6 +19,7 @@ from setuptools import setup
 COMPILED = [
     "engine/records.py",
     "engine/status.py",
+    "engine/pagebytes.py",
     "engine/locks.py",
     "engine/module.py",
     "engine/hostlocks.py",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from engine.errors import InvariantError
+from engine.pagebytes import page_bytes
 from engine.status import TDX_OPERAND_BUSY, TDX_OPERAND_BUSY_HOST_PRIORITY
 
 # Lock kinds. The first four are TD-wide shared/exclusive locks.
@@ -22,6 +23,7 @@ TD_EPOCH: Final = 3
 TDVPR: Final = 4
 SEPT_ENTRY: Final = 5
 PAGE: Final = 6
+GPA_EXCLUSIVE: Final = 255  # a per-GPA lock's byte when held exclusively
 KIND_NAMES = ("TDR", "OP_STATE", "SEPT_TREE", "TD_EPOCH", "TDVPR", "SEPT_ENTRY", "PAGE")
 # Kinds that carry a host-priority bit in module 1.5 (TD epoch and SEPT tree do not).
 HP_KINDS: Final = frozenset((TDR, OP_STATE, TDVPR, SEPT_ENTRY, PAGE))
@@ -80,6 +82,10 @@ def _plan_of(steps: tuple[Step, ...]) -> Plan:
 class LockTable:
     """The lock state of one TD. Shared count > 0, -1 exclusive, 0 free.
 
+    Per-GPA locks (SEPT entry, page) are a byte per guest page, exclusive stored as
+    `GPA_EXCLUSIVE`, so at most 254 holders can share one (the module's lock sets take
+    them exclusively only).
+
     `try_acquire`/`release` take a lock set as Step tuples; the engine's hot path calls
     `try_plan`/`release_plan` with the same sets compiled once by `compile_plan`.
     """
@@ -87,14 +93,14 @@ class LockTable:
     __slots__ = ("td", "td_hp", "tdvpr", "tdvpr_hp", "entry", "entry_hp", "page", "page_hp",
                  "host_priority", "hp_count")
 
-    def __init__(self, vcpus: int, host_priority: bool) -> None:
+    def __init__(self, vcpus: int, host_priority: bool, pages: int) -> None:
         self.td = [0, 0, 0, 0]
         self.td_hp = [False, False, False, False]
         self.tdvpr = [0] * vcpus
         self.tdvpr_hp = [False] * vcpus
-        self.entry: dict[int, int] = {}
+        self.entry = page_bytes(pages)
         self.entry_hp: set[int] = set()
-        self.page: dict[int, int] = {}
+        self.page = page_bytes(pages)
         self.page_hp: set[int] = set()
         self.host_priority = host_priority
         self.hp_count = 0  # host-priority bits set: while none are, the fast path runs
@@ -105,7 +111,8 @@ class LockTable:
             return self.td[kind]
         if kind == TDVPR:
             return self.tdvpr[vcpu]
-        return (self.entry if kind == SEPT_ENTRY else self.page).get(gpa, 0)
+        raw: int = (self.entry if kind == SEPT_ENTRY else self.page)[gpa]
+        return -1 if raw == GPA_EXCLUSIVE else raw
 
     def _hp(self, kind: int, vcpu: int, gpa: int) -> bool:
         if kind < TDVPR:
@@ -155,10 +162,10 @@ class LockTable:
                 state: int = td[kind]
             elif kind == TDVPR:
                 state = self.tdvpr[vcpu]
-            elif kind == SEPT_ENTRY:
-                state = self.entry.get(gpa, 0)
             else:
-                state = self.page.get(gpa, 0)
+                state = (self.entry if kind == SEPT_ENTRY else self.page)[gpa]
+                if state == GPA_EXCLUSIVE:
+                    state = -1
             if state < 0 or (code & 1 and state):
                 if host and kind in HP_KINDS and self.host_priority:
                     self._set_hp(kind, vcpu, gpa, True)
@@ -216,7 +223,7 @@ class LockTable:
             elif kind == TDVPR:
                 state = self.tdvpr[vcpu]
             else:
-                state = (self.entry if kind == SEPT_ENTRY else self.page).get(gpa, 0)
+                state = self._state(kind, vcpu, gpa)
             if (state != -1) if code & 1 else (state <= 0):
                 raise InvariantError(f"release of {KIND_NAMES[kind]} not held "
                                      f"{'exclusive' if code & 1 else 'shared'}")
@@ -229,14 +236,16 @@ class LockTable:
                 self._add_gpa(kind, gpa, delta)
 
     def _add_gpa(self, kind: int, gpa: int, delta: int) -> None:
-        """Add `delta` to the state of `gpa`'s SEPT_ENTRY or PAGE lock; 0 is not kept."""
+        """Add `delta` to the state of `gpa`'s SEPT_ENTRY or PAGE lock."""
         table = self.entry if kind == SEPT_ENTRY else self.page
-        state = table.get(gpa, 0) + delta
-        if state:
-            table[gpa] = state
-        else:
-            del table[gpa]
+        raw: int = table[gpa]
+        state = (-1 if raw == GPA_EXCLUSIVE else raw) + delta
+        if state >= GPA_EXCLUSIVE:
+            raise InvariantError(f"more than {GPA_EXCLUSIVE - 1} holders share "
+                                 f"{KIND_NAMES[kind]} of page {gpa:#x}")
+        table[gpa] = GPA_EXCLUSIVE if state < 0 else state
 
     def idle(self) -> bool:
         """True when no lock of any kind is held (host-priority bits may remain)."""
-        return not any(self.td) and not any(self.tdvpr) and not self.entry and not self.page
+        return (not any(self.td) and not any(self.tdvpr) and not any(self.entry)
+                and not any(self.page))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import VCPUS_RANGE, Config, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
+from engine.pagebytes import fill
 from engine.params import Timing, Workload, override
 from engine.script import (
     ACTOR_KEYS,
@@ -80,7 +81,7 @@ class Scenario:
         layout: Layout = sim.layout
         for lo, hi in self.shared:
             sim.shared_ranges.append((lo, hi))
-            sim.shared_attr[lo:hi] = b"\x01" * (hi - lo)
+            fill(sim.shared_attr, lo, hi, 1)
         specs = {i: spec for spec in self.vcpu_specs for i in spec.indices}
         start_ns = 0
         if self.workload.build_pages:

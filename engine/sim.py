@@ -13,6 +13,7 @@ from engine.guest import Layout
 from engine.hostlocks import Mutex, RwLock
 from engine.locks import LockTable, Plan
 from engine.module import host_locks, host_plans
+from engine.pagebytes import fill, page_bytes
 from engine.params import Timing, Workload
 from engine.policies import make_policy
 from engine.records import CONTROL, Record
@@ -66,13 +67,13 @@ class Simulation:
         self.retry_max = config.retry_max
         self.zero_step = config.zero_step
         self.speed = config.speed
-        self.locks = LockTable(config.vcpus, host_priority=config.module_version == "1.5")
+        self.layout = Layout(self.workload, config.vcpus)
+        self.locks = LockTable(config.vcpus, config.module_version == "1.5", self.layout.pages)
         self.host_locks = host_locks(config.module_version)
         self.host_plans: dict[str, Plan] = host_plans(config.module_version)
-        self.layout = Layout(self.workload, config.vcpus)
-        self.pages = bytearray(self.layout.pages)
-        self.regions = bytearray(self.layout.pages // 512 + 1)
-        self.shared_attr = bytearray(self.layout.pages)
+        self.pages = page_bytes(self.layout.pages)
+        self.regions = page_bytes(self.layout.pages // 512 + 1)
+        self.shared_attr = page_bytes(self.layout.pages)
         self.mmu_lock = RwLock()
         self.vmm_mutex = Mutex()
         self.td_epoch = 0
@@ -306,6 +307,6 @@ def _convert_to_private(sim: Simulation, gpa: int) -> None:
     """Userspace converts the shared range holding `gpa` to private."""
     for lo, hi in sim.shared_ranges:
         if lo <= gpa < hi:
-            sim.shared_attr[lo:hi] = bytes(hi - lo)
+            fill(sim.shared_attr, lo, hi, 0)
             return
     sim.shared_attr[gpa] = 0

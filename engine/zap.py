@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.pagebytes import find_either
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
 from engine.records import BUSY, GIVEUP, KICK, SEAMCALL, SUCCESS
 from engine.records import KVM_BUG as KVM_BUG_RECORD
@@ -57,11 +58,9 @@ class Zapper:
         for lo, hi in segments:
             pos = lo
             while len(out) < self.batch_pages and pos < hi:
-                found = [p for p in (pages.find(ACCEPTED, pos, hi), pages.find(PENDING, pos, hi))
-                         if p >= 0]
-                if not found:
+                pos = find_either(pages, ACCEPTED, PENDING, pos, hi)
+                if pos < 0:
                     break
-                pos = min(found)
                 out.append(pos)
                 pos += 1
         if out:

@@ -16,11 +16,12 @@ REMOVE = "TDH.MEM.PAGE.REMOVE"
 TRACK = "TDH.MEM.TRACK"
 ACCEPT = GUEST_LOCKS["TDG.MEM.PAGE.ACCEPT"]
 GPA_A, GPA_B = 0x1000, 0x2000
+PAGES = 0x4000  # guest pages of the tables' TD
 HOST, GUEST = True, False
 
 
 def table(version: str = "1.5", vcpus: int = 4) -> tuple[LockTable, dict[str, tuple]]:
-    return LockTable(vcpus, host_priority=version == "1.5"), host_locks(version)
+    return LockTable(vcpus, version == "1.5", PAGES), host_locks(version)
 
 
 def test_shared_plus_shared_succeed() -> None:
@@ -92,7 +93,7 @@ def test_failure_at_the_tree_releases_tdr_and_op_state() -> None:
     assert locks.try_acquire(sets[AUG], 0, GPA_A, HOST) is None
     assert locks.try_acquire(sets[BLOCK], -1, GPA_B, HOST) is not None
     assert locks.td == [1, 1, 1, 0]
-    assert GPA_B not in locks.entry
+    assert locks.entry[GPA_B] == 0
     locks.release(sets[AUG], 0, GPA_A)
     assert locks.idle()
 
