@@ -63,6 +63,7 @@ class Simulation:
         # Events: (t_ns, seq, fn_or_actor, arg, code) tuples, or Events when compiled.
         self._heap: list[Any] = []
         self._seq = 0  # the next event's sequence number: ties run in scheduling order
+        self._spent = False  # compiled: the heap's top is the event running now (_schedule)
         self.policy = make_policy(config.policy)
         self.retry_max = config.retry_max
         self.zero_step = config.zero_step
@@ -104,7 +105,7 @@ class Simulation:
         seq = self._seq
         self._seq = seq + 1
         if COMPILED:
-            _push(self._heap, Event(t_ns, seq, fn, arg, -1))
+            self._schedule(Event(t_ns, seq, fn, arg, -1))
         else:
             heappush(self._heap, (t_ns, seq, fn, arg, -1))
 
@@ -113,22 +114,33 @@ class Simulation:
         seq = self._seq
         self._seq = seq + 1
         if COMPILED:
-            _push(self._heap, Event(t_ns, seq, actor, arg, code))
+            self._schedule(Event(t_ns, seq, actor, arg, code))
         else:
             heappush(self._heap, (t_ns, seq, actor, arg, code))
+
+    def _schedule(self, event: Event) -> None:
+        """Compiled only. While an event runs it stays at the top of the heap, spent: the
+        first event it schedules takes its place, one sift instead of a pop and a push.
+        Events have unique (t_ns, seq) keys, so the order of popping is the same."""
+        if self._spent:
+            self._spent = False
+            _replace(self._heap, event)
+        else:
+            _push(self._heap, event)
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
         heap = self._heap
         # An event is (t_ns, seq, fn, arg, -1) from `at` or (t_ns, seq, actor, arg, code)
-        # from `post`; seq is unique, so comparing never reaches the third item.
+        # from `post` (an Event with those fields when compiled); seq is unique, so
+        # comparing never reaches the third item.
         actor: Actor
         if COMPILED:
             while heap:
                 event: Event = heap[0]
                 if event.t_ns > t_ns:
                     break
-                _pop(heap)
+                self._spent = True
                 self.now = event.t_ns
                 code = event.code
                 if code < 0:
@@ -136,6 +148,9 @@ class Simulation:
                 else:
                     actor = event.target
                     actor.dispatch(code, event.arg)
+                if self._spent:  # it scheduled nothing
+                    self._spent = False
+                    _pop(heap)
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
@@ -235,16 +250,14 @@ class Event:
         self.code = code
 
 
-def _earlier(a: Event, b: Event) -> bool:
-    """(t_ns, seq) of a < that of b: native compares of native fields when compiled."""
-    return a.t_ns < b.t_ns or (a.t_ns == b.t_ns and a.seq < b.seq)
-
-
 def _sift_up(heap: list[Event], pos: int, item: Event) -> None:
+    t_ns = item.t_ns
+    seq = item.seq
     while pos > 0:
         up = (pos - 1) >> 1
         parent = heap[up]
-        if not _earlier(item, parent):
+        # (t_ns, seq) of item < parent's, spelt out: compiled, two native compares
+        if parent.t_ns < t_ns or (parent.t_ns == t_ns and parent.seq < seq):
             break
         heap[pos] = parent
         pos = up
@@ -257,23 +270,33 @@ def _push(heap: list[Event], item: Event) -> None:
     _sift_up(heap, len(heap) - 1, item)
 
 
-def _pop(heap: list[Event]) -> Event:
-    """heapq.heappop for the compiled engine (the same sift: down to a leaf, then up)."""
-    last = heap.pop()
-    if not heap:
-        return last
-    top = heap[0]
+def _replace(heap: list[Event], item: Event) -> None:
+    """heapq.heapreplace for the compiled engine, without returning the old top (the same
+    sift as heapq: the hole goes down to a leaf along the earlier children, then `item`
+    goes up from there)."""
     end = len(heap)
     pos = 0
     child = 1
     while child < end:
         right = child + 1
-        if right < end and not _earlier(heap[child], heap[right]):
-            child = right
+        if right < end:
+            a = heap[child]
+            b = heap[right]
+            if b.t_ns < a.t_ns or (b.t_ns == a.t_ns and b.seq < a.seq):
+                child = right
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
-    _sift_up(heap, pos, last)
+    _sift_up(heap, pos, item)
+
+
+def _pop(heap: list[Event]) -> Event:
+    """heapq.heappop for the compiled engine."""
+    last = heap.pop()
+    if not heap:
+        return last
+    top = heap[0]
+    _replace(heap, last)
     return top
 
 

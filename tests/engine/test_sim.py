@@ -8,22 +8,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sim import Event, _pop, _push
+from engine.sim import Event, _pop, _push, _replace
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=200))
-def test_compiled_heap_pops_in_the_same_order_as_heapq(ops: list[tuple[bool, int]]) -> None:
+@given(st.lists(st.tuples(st.sampled_from(("push", "pop", "replace")), st.integers(0, 5)),
+                max_size=200))
+def test_compiled_heap_pops_in_the_same_order_as_heapq(ops: list[tuple[str, int]]) -> None:
     """The compiled engine's own heap of Events and heapq's of tuples agree on every
-    push/pop sequence, ties at one time included (the engine's records depend on that)."""
+    push/pop/replace sequence, ties at one time included (the engine's records depend on
+    that order)."""
     ours: list[Event] = []
     theirs: list[tuple[int, int]] = []
-    for seq, (is_push, t) in enumerate(ops):
-        if is_push or not ours:
+    for seq, (op, t) in enumerate(ops):
+        if op == "push" or not ours:
             _push(ours, Event(t, seq, None, None, -1))
             heapq.heappush(theirs, (t, seq))
+        elif op == "replace":
+            _replace(ours, Event(t, seq, None, None, -1))
+            heapq.heapreplace(theirs, (t, seq))
         else:
             event = _pop(ours)
             assert (event.t_ns, event.seq) == heapq.heappop(theirs)
+        assert [(e.t_ns, e.seq) for e in ours[:1]] == theirs[:1]
     while theirs:
         event = _pop(ours)
         assert (event.t_ns, event.seq) == heapq.heappop(theirs)
