@@ -5,9 +5,19 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvariantError
-from engine.locks import OP_STATE, SEPT_TREE, TD_EPOCH, TDR, Failure, LockTable
+from engine.locks import (
+    GPA_EXCLUSIVE,
+    OP_STATE,
+    SEPT_ENTRY,
+    SEPT_TREE,
+    TD_EPOCH,
+    TDR,
+    Failure,
+    LockTable,
+    Step,
+)
 from engine.module import GUEST_LOCKS, VP_ENTER_HELD, host_locks
-from engine.status import TDX_ERROR_SEPT_BUSY
+from engine.status import OPERAND_RCX, TDX_ERROR_SEPT_BUSY, TDX_OPERAND_BUSY
 
 AUG = "TDH.MEM.PAGE.AUG"
 BLOCK = "TDH.MEM.RANGE.BLOCK"
@@ -192,3 +202,23 @@ def test_td_epoch_not_touched_by_sept_leaves() -> None:
     assert locks.try_acquire(sets[AUG], 0, GPA_A, HOST) is None
     assert locks.td[TD_EPOCH] == 0
     assert locks.try_acquire(sets[TRACK], -1, 0, HOST) is None
+
+
+def test_a_per_gpa_lock_shared_and_exclusive_on_its_byte() -> None:
+    """A SEPT entry taken shared by many holders blocks an exclusive taker until the last
+    one releases; past 254 holders (a byte per page) the table refuses loudly."""
+    shared = (Step(SEPT_ENTRY, False, OPERAND_RCX),)
+    exclusive = (Step(SEPT_ENTRY, True, OPERAND_RCX),)
+    locks, _ = table()
+    for _ in range(GPA_EXCLUSIVE - 1):
+        assert locks.try_acquire(shared, 0, GPA_A, HOST) is None
+    assert locks.try_acquire(exclusive, 1, GPA_A, GUEST) == Failure("SEPT_ENTRY", TDX_OPERAND_BUSY | OPERAND_RCX)
+    with pytest.raises(InvariantError, match="more than 254 holders share SEPT_ENTRY of page 0x1000"):
+        locks.try_acquire(shared, 0, GPA_A, HOST)
+    for _ in range(GPA_EXCLUSIVE - 1):
+        locks.release(shared, 0, GPA_A)
+    assert locks.idle()
+    assert locks.try_acquire(exclusive, 1, GPA_A, GUEST) is None
+    assert locks.try_acquire(shared, 0, GPA_A, HOST) is not None
+    locks.release(exclusive, 1, GPA_A)
+    assert locks.idle()
