@@ -1,8 +1,8 @@
 # The dashboard server: tdx-contention serve on port 8000, runs kept in /data.
 #
-# Two stages: the first compiles the engine's hot modules with mypyc (about 3x the
+# Two stages: the first compiles the engine's hot modules with mypyc (about 5x the
 # pure-Python speed, byte-identical records; docs/performance.md) into a wheel; the
-# second installs that wheel without a compiler or mypy.
+# second installs that wheel (and librt, its runtime library) without a compiler or mypy.
 FROM python:3.11-slim AS build
 
 ENV PIP_NO_CACHE_DIR=1 \

@@ -278,13 +278,14 @@ def _replace(heap: list[Event], item: Event) -> None:
     pos = 0
     child = 1
     while child < end:
+        node = heap[child]
         right = child + 1
         if right < end:
-            a = heap[child]
-            b = heap[right]
-            if b.t_ns < a.t_ns or (b.t_ns == a.t_ns and b.seq < a.seq):
+            other = heap[right]
+            if other.t_ns < node.t_ns or (other.t_ns == node.t_ns and other.seq < node.seq):
                 child = right
-        heap[pos] = heap[child]
+                node = other
+        heap[pos] = node
         pos = child
         child = 2 * pos + 1
     _sift_up(heap, pos, item)
