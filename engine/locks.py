@@ -45,7 +45,7 @@ class Failure(NamedTuple):
 
 
 class Plan:
-    """A lock set compiled for the hot path (`compile_plan`), built once per lock set.
+    """A lock set compiled for the hot path, built once per lock set.
 
     Each step is one int, `kind * 2 + exclusive`, so walking a plan reads ints, not
     tuples; `busy[i]` and `hp_busy[i]` are the Failures step i returns on a conflict and
@@ -63,11 +63,6 @@ class Plan:
             for s in steps)
 
 
-def compile_plan(steps: tuple[Step, ...]) -> Plan:
-    """The hot-path form of a lock set."""
-    return Plan(steps)
-
-
 # Plans of the lock sets passed to try_acquire/release, by identity of the Step tuple.
 _PLANS: dict[int, tuple[tuple[Step, ...], Plan]] = {}
 
@@ -75,7 +70,7 @@ _PLANS: dict[int, tuple[tuple[Step, ...], Plan]] = {}
 def _plan_of(steps: tuple[Step, ...]) -> Plan:
     known = _PLANS.get(id(steps))
     if known is None or known[0] is not steps:
-        known = _PLANS[id(steps)] = (steps, compile_plan(steps))
+        known = _PLANS[id(steps)] = (steps, Plan(steps))
     return known[1]
 
 
@@ -87,7 +82,7 @@ class LockTable:
     them exclusively only).
 
     `try_acquire`/`release` take a lock set as Step tuples; the engine's hot path calls
-    `try_plan`/`release_plan` with the same sets compiled once by `compile_plan`.
+    `try_plan`/`release_plan` with the same sets compiled once into `Plan`s.
     """
 
     __slots__ = ("td", "td_hp", "tdvpr", "tdvpr_hp", "entry", "entry_hp", "page", "page_hp",

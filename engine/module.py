@@ -12,7 +12,6 @@ from engine.locks import (
     TDVPR,
     Plan,
     Step,
-    compile_plan,
 )
 from engine.status import (
     OPERAND_ID_OP_STATE,
@@ -76,12 +75,12 @@ def host_locks(module_version: str) -> dict[str, tuple[Step, ...]]:
 
 
 # The same lock sets compiled for LockTable.try_plan/release_plan (the hot path).
-_PLANS_15 = {leaf: compile_plan(steps) for leaf, steps in _LOCKS_15.items()}
-_PLANS_10 = {leaf: compile_plan(steps) for leaf, steps in _LOCKS_10.items()}
-GUEST_PLANS = {leaf: compile_plan(steps) for leaf, steps in GUEST_LOCKS.items()}
-VP_ENTER_HELD_PLAN = compile_plan(VP_ENTER_HELD)
-VP_ENTER_BRIEF_PLAN = compile_plan(VP_ENTER_BRIEF)
-VP_ENTER_BRIEF_ZERO_STEP_PLAN = compile_plan(VP_ENTER_BRIEF_ZERO_STEP)
+_PLANS_15 = {leaf: Plan(steps) for leaf, steps in _LOCKS_15.items()}
+_PLANS_10 = {leaf: Plan(steps) for leaf, steps in _LOCKS_10.items()}
+GUEST_PLANS = {leaf: Plan(steps) for leaf, steps in GUEST_LOCKS.items()}
+VP_ENTER_HELD_PLAN = Plan(VP_ENTER_HELD)
+VP_ENTER_BRIEF_PLAN = Plan(VP_ENTER_BRIEF)
+VP_ENTER_BRIEF_ZERO_STEP_PLAN = Plan(VP_ENTER_BRIEF_ZERO_STEP)
 
 
 def host_plans(module_version: str) -> dict[str, Plan]:
