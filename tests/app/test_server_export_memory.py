@@ -16,7 +16,7 @@ from engine.scenario import builtin_scenario
 def test_a_long_export_streams_in_flat_memory() -> None:
     config = Config(scenario="conversion")
     recipe = Recipe("long", config, builtin_scenario("conversion"),
-                    [(100_000_000, {"retry_max": 4})], 700_000_000)
+                    [(100_000_000, {"retry_max": 4})], 3_000_000_000)
     before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     lines = size = 0
     for piece in _pieces("jsonl", recipe):
