@@ -195,50 +195,35 @@ class LockTable:
         return None
 
     def _take(self, plan: Plan, vcpu: int, gpa: int) -> None:
-        td = self.td
         for code in plan.codes:
-            kind = code >> 1
-            delta = -1 if code & 1 else 1
-            if kind < TDVPR:
-                state: int = td[kind]
-                td[kind] = state + delta
-            elif kind == TDVPR:
-                state = self.tdvpr[vcpu]
-                self.tdvpr[vcpu] = state + delta
-            else:
-                self._add_gpa(kind, gpa, delta)
+            self._add(code >> 1, vcpu, gpa, -1 if code & 1 else 1)
 
     def release_plan(self, plan: Plan, vcpu: int, gpa: int) -> None:
         """`release` of a compiled lock set."""
-        td = self.td
         for code in plan.codes:
             kind = code >> 1
-            if kind < TDVPR:
-                state: int = td[kind]
-            elif kind == TDVPR:
-                state = self.tdvpr[vcpu]
-            else:
-                state = self._state(kind, vcpu, gpa)
+            state = self._state(kind, vcpu, gpa)
             if (state != -1) if code & 1 else (state <= 0):
                 raise InvariantError(f"release of {KIND_NAMES[kind]} not held "
                                      f"{'exclusive' if code & 1 else 'shared'}")
-            delta = 1 if code & 1 else -1
-            if kind < TDVPR:
-                td[kind] = state + delta
-            elif kind == TDVPR:
-                self.tdvpr[vcpu] = state + delta
-            else:
-                self._add_gpa(kind, gpa, delta)
+            self._add(kind, vcpu, gpa, 1 if code & 1 else -1)
 
-    def _add_gpa(self, kind: int, gpa: int, delta: int) -> None:
-        """Add `delta` to the state of `gpa`'s SEPT_ENTRY or PAGE lock."""
-        table = self.entry if kind == SEPT_ENTRY else self.page
-        raw: int = table[gpa]
-        state = (-1 if raw == GPA_EXCLUSIVE else raw) + delta
-        if state >= GPA_EXCLUSIVE:
-            raise InvariantError(f"more than {GPA_EXCLUSIVE - 1} holders share "
-                                 f"{KIND_NAMES[kind]} of page {gpa:#x}")
-        table[gpa] = GPA_EXCLUSIVE if state < 0 else state
+    def _add(self, kind: int, vcpu: int, gpa: int, delta: int) -> None:
+        """Add `delta` to a lock's state (-1 takes exclusive or gives back shared)."""
+        if kind < TDVPR:
+            state: int = self.td[kind]
+            self.td[kind] = state + delta
+        elif kind == TDVPR:
+            state = self.tdvpr[vcpu]
+            self.tdvpr[vcpu] = state + delta
+        else:
+            table = self.entry if kind == SEPT_ENTRY else self.page
+            raw: int = table[gpa]
+            state = (-1 if raw == GPA_EXCLUSIVE else raw) + delta
+            if state >= GPA_EXCLUSIVE:
+                raise InvariantError(f"more than {GPA_EXCLUSIVE - 1} holders share "
+                                     f"{KIND_NAMES[kind]} of page {gpa:#x}")
+            table[gpa] = GPA_EXCLUSIVE if state < 0 else state
 
     def idle(self) -> bool:
         """True when no lock of any kind is held (host-priority bits may remain)."""

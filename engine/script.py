@@ -459,54 +459,53 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
                                           ((spec.lo, spec.hi),)))
             zaps += 1
         elif isinstance(spec, InvalidateSpec):
-            sim.host_actors.append(Invalidation(sim, counts[INVALIDATE], spec))
+            windows = [(t, t + spec.duration_ns) for t in spec.times_ns]
+            sim.host_actors.append(Window(sim, f"invalidate{counts[INVALIDATE]}", INVALIDATE,
+                                          spec.lo, spec.hi, windows, ("start", "end")))
             counts[INVALIDATE] += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
                 sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))
                 counts[SIGNAL] += 1
         else:
-            sim.host_actors.append(Memslot(sim, counts[MEMSLOT], spec))
+            windows = [(spec.delete_ns, spec.delete_ns + spec.recreate_after_ns)]
+            sim.host_actors.append(Window(sim, f"memslot{counts[MEMSLOT]}", MEMSLOT, spec.lo,
+                                          spec.hi, windows, ("delete", "recreate")))
             counts[MEMSLOT] += 1
             sim.host_actors.append(Zapper(sim, zaps, spec.hi - spec.lo, 0, 0, (spec.delete_ns,),
                                           ((spec.lo, spec.hi),)))
             zaps += 1
 
 
-def _window_open(sim: Simulation, lo: int, hi: int) -> None:
-    sim.invalidations.append((lo, hi))
+class Window:
+    """A range whose faults are retried by re-entry while a window is open, one record of
+    `kind` at each opening and closing: an mmu-notifier invalidation (`invalidate`), or a
+    memslot deleted and recreated (`memslot`; a Zapper zaps the range at the deletion)."""
 
-
-def _window_close(sim: Simulation, lo: int, hi: int) -> None:
-    sim.invalidations.remove((lo, hi))
-
-
-class Invalidation:
-    """An mmu-notifier invalidation window: faults on the range are retried by re-entry."""
-
-    def __init__(self, sim: Simulation, index: int, spec: InvalidateSpec) -> None:
+    def __init__(self, sim: Simulation, name: str, kind: str, lo: int, hi: int,
+                 windows: list[tuple[int, int]], actions: tuple[str, str]) -> None:
         self.sim = sim
-        self.name = f"invalidate{index}"
-        self.spec = spec
-        for t in spec.times_ns:
-            sim.at(t, self._open)
-            sim.at(t + spec.duration_ns, self._close)
+        self.name = name
+        self.kind = kind
+        self.range = (lo, hi)
+        self.actions = actions
+        for open_ns, close_ns in windows:
+            sim.at(open_ns, self._open)
+            sim.at(close_ns, self._close)
 
-    def _extra(self, action: str) -> dict[str, Any]:
-        s = self.spec
-        return {"action": action, "gpa": hex(s.lo << PAGE_SHIFT), "pages": s.hi - s.lo}
+    def _record(self, action: str) -> None:
+        sim = self.sim
+        lo, hi = self.range
+        sim.emit((sim.now, 0, self.kind, self.name, None, None, None, None, None,
+                  {"action": action, "gpa": hex(lo << PAGE_SHIFT), "pages": hi - lo}))
 
     def _open(self, _: Any) -> None:
-        sim = self.sim
-        _window_open(sim, self.spec.lo, self.spec.hi)
-        sim.emit((sim.now, 0, INVALIDATE, self.name, None, None, None, None, None,
-                  self._extra("start")))
+        self.sim.invalidations.append(self.range)
+        self._record(self.actions[0])
 
     def _close(self, _: Any) -> None:
-        sim = self.sim
-        _window_close(sim, self.spec.lo, self.spec.hi)
-        sim.emit((sim.now, 0, INVALIDATE, self.name, None, None, None, None, None,
-                  self._extra("end")))
+        self.sim.invalidations.remove(self.range)
+        self._record(self.actions[1])
 
 
 class Signaller:
@@ -530,31 +529,3 @@ class Signaller:
         self.sent += 1
         if not self.spec.count or self.sent < self.spec.count:
             sim.at(sim.now + self.spec.every_ns, self._send)
-
-
-class Memslot:
-    """A memslot deleted and recreated: its range is zapped (by a Zapper at the same time)
-    and faults on it wait, retried by re-entry, until it is recreated."""
-
-    def __init__(self, sim: Simulation, index: int, spec: MemslotSpec) -> None:
-        self.sim = sim
-        self.name = f"memslot{index}"
-        self.spec = spec
-        sim.at(spec.delete_ns, self._delete)
-        sim.at(spec.delete_ns + spec.recreate_after_ns, self._recreate)
-
-    def _extra(self, action: str) -> dict[str, Any]:
-        s = self.spec
-        return {"action": action, "gpa": hex(s.lo << PAGE_SHIFT), "pages": s.hi - s.lo}
-
-    def _delete(self, _: Any) -> None:
-        sim = self.sim
-        _window_open(sim, self.spec.lo, self.spec.hi)
-        sim.emit((sim.now, 0, MEMSLOT, self.name, None, None, None, None, None,
-                  self._extra("delete")))
-
-    def _recreate(self, _: Any) -> None:
-        sim = self.sim
-        _window_close(sim, self.spec.lo, self.spec.hi)
-        sim.emit((sim.now, 0, MEMSLOT, self.name, None, None, None, None, None,
-                  self._extra("recreate")))
