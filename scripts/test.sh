@@ -6,6 +6,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The compiled-engine test builds a wheel without build isolation: it needs the build
+# requirements of pyproject.toml in this interpreter (a fresh Python has setuptools 65
+# and no wheel).
+python3 -m pip install -q --disable-pip-version-check 'setuptools>=68' wheel 'mypy>=2.4'
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 -m ruff check .
 python3 -m mypy
