@@ -77,10 +77,11 @@ async def stats(request: Request) -> dict[str, Any]:
 async def runs(request: Request) -> list[dict[str, Any]]:
     current = await _runner(request).current()
     stored = await anyio.to_thread.run_sync(request.app.state.store.runs)
+    live = current["listings"]  # the current run and its compare twin, up to the moment
     out = []
     for record in stored:
-        if record.run_id == current["run_id"]:
-            out.append({**current["listing"], "current": True, "state": current["state"]})
+        if record.run_id in live:
+            out.append({**live[record.run_id], "current": True, "state": current["state"]})
         else:
             out.append({**record.listing(), "current": False})
     return out
@@ -89,17 +90,17 @@ async def runs(request: Request) -> list[dict[str, Any]]:
 @router.get("/api/export")
 async def export_current(request: Request, format: str = "jsonl") -> Response:
     _check_format(format)
-    return _stream(format, await _runner(request).recipe())
+    recipe = await _runner(request).recipe()
+    assert recipe is not None  # the current run always has one
+    return _stream(format, recipe)
 
 
 @router.get("/api/runs/{run_id}/export")
 async def export_run(request: Request, run_id: str, format: str = "jsonl") -> Response:
     _check_format(format)
-    runner = _runner(request)
-    if run_id == runner.run.run_id:
-        recipe = await runner.recipe()
-        if recipe.run_id == run_id:
-            return _stream(format, recipe)
+    recipe = await _runner(request).recipe(run_id)  # a live run (or twin) up to now
+    if recipe is not None:
+        return _stream(format, recipe)
     record = await anyio.to_thread.run_sync(request.app.state.store.run, run_id)
     if record is None:
         raise HTTPException(404, f"unknown run {run_id!r}")

@@ -11,26 +11,23 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.frames import Snapshot, difference, frame
+from app.frames import calls_since, frame
 from app.hub import Hub
+from app.liverun import LiveRun, Recipe
 from app.metrics import Metrics
+from app.pace import Pace
 from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
-from app.store import RunRecord, Store
+from app.store import Store
+from app.twin import Twin, check_changes
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
 from engine.errors import ConfigErrors
-from engine.run import sim_extras
-from engine.scenario import Scenario
-from engine.sim import Simulation
-from engine.summary import Tally, summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,49 +38,11 @@ SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
 # the GIL and make every socket write of the loop wait for a switch interval.
 QUIET_SHARE = 0.25
 MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
+# A tick asks for at most this many bins of simulated time: beyond it the page's window
+# (600 bins) would scroll by in a few frames. The pace tile then shows the shortfall.
+MAX_BINS_PER_TICK = 200
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """What `engine.sim.replay` needs to regenerate a run's records up to `end_ns`."""
-
-    run_id: str
-    config: Config
-    scenario: Scenario
-    timeline: list[tuple[int, dict[str, Any]]]
-    end_ns: int
-
-
-class LiveRun:
-    """The current run: its simulation, its running tally, and its stored record."""
-
-    def __init__(self, config: Config, scenario: Scenario, scenario_toml: str | None) -> None:
-        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        self.initial = config
-        self.scenario = scenario
-        self.sim = Simulation(config, scenario)
-        self.tally = Tally()
-        self.frames = 0
-        self.lagging = False
-        self.record = RunRecord(run_id=run_id, created=time.time(), scenario=config.scenario,
-                                config=config.to_dict(), scenario_toml=scenario_toml)
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    def summary(self) -> dict[str, Any]:
-        return summary(self.sim.config.to_dict(), self.sim.now, self.tally, sim_extras(self.sim))
-
-    def settle(self) -> RunRecord:
-        """Bring the stored record up to the simulation's present."""
-        self.record.end_ns = self.sim.now
-        self.record.summary = self.summary()
-        return self.record
-
-    def recipe(self) -> Recipe:
-        return Recipe(self.run_id, self.initial, self.scenario, list(self.record.timeline),
-                      self.sim.now)
+__all__ = ["Recipe", "Runner"]
 
 
 class Runner:
@@ -102,8 +61,12 @@ class Runner:
         self._commands = queue.Queue()
         self._stopping = threading.Event()
         self._slice_ns = 100_000
-        self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
+        self._target_ns: int | None = None  # where this tick's slices aim, while running
         self._persisted_at = 0.0
+        self._pace = Pace()
+        self.pace: dict[str, Any] = {}
+        self.compare: dict[str, Any] | None = None  # what the twin changes, while comparing
+        self.twin: Twin | None = None
         self.run = self._open_run(Config())
         self._thread = threading.Thread(target=self._main, name="runner", daemon=True)
 
@@ -130,13 +93,21 @@ class Runner:
         return await self.call(self._stats)
 
     async def current(self) -> dict[str, Any]:
-        """run_id, state, config and the run's listing, consistent with each other."""
-        return await self.call(lambda: {"run_id": self.run.run_id, "state": self.state,
-                                        "config": self.run.sim.config.to_dict(),
-                                        "listing": self.run.settle().listing()})
+        """run_id, state, config and the listings of the run and its twin, consistent."""
+        return await self.call(self._current)
 
-    async def recipe(self) -> Recipe:
-        return await self.call(self.run.recipe)
+    async def recipe(self, run_id: str | None = None) -> Recipe | None:
+        """The current run's recipe, or that of the live run (or twin) named `run_id`."""
+        return await self.call(lambda: self._recipe(run_id))
+
+    async def compare_on(self, body: Any) -> dict[str, Any]:
+        return await self.call(lambda: self._compare_on(body))
+
+    async def compare_off(self) -> dict[str, Any]:
+        return await self.call(self._compare_off)
+
+    async def compare_info(self) -> dict[str, Any]:
+        return await self.call(self._compare_info)
 
     # -- thread lifetime ---------------------------------------------------------------
     def start_thread(self) -> None:
@@ -161,9 +132,10 @@ class Runner:
                 if deadline <= now:  # fell behind by a whole tick: do not burst frames
                     deadline = now + self.interval_s
                 work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
-            elif self.state == RUNNING and self._tick and self.run.sim.now < self._tick[1]:
+            elif (self.state == RUNNING and self._target_ns is not None
+                  and self.run.sim.now < self._target_ns):
                 if now >= work_from:
-                    self._step(self._tick[1], deadline)
+                    self._step(self._target_ns)
                 else:
                     self._run_commands(block_s=work_from - now)
             else:
@@ -187,48 +159,80 @@ class Runner:
                 return
 
     # -- engine steps and frames ---------------------------------------------------------
-    def _step(self, target_ns: int, deadline: float) -> None:
-        sim = self.run.sim
-        step_ns = min(target_ns - sim.now, self._slice_ns)
+    def _step(self, target_ns: int) -> None:
+        """One engine slice: the twin's while it catches up, else both runs to one time."""
+        run, twin = self.run, self.twin
+        lead = twin.run if twin is not None and twin.behind(run.sim.now) else run
+        start_ns = lead.sim.now
         began = time.perf_counter()
         try:
-            self.run.tally.add(sim.run_until(sim.now + step_ns))
+            if twin is not None and lead is twin.run:
+                twin.catch_up(run.sim.now, self._slice_ns)
+            else:
+                end_ns = run.step_end(target_ns, self._slice_ns)
+                run.advance(end_ns)
+                if twin is not None:  # lockstep: the same slice, so the same bin edges
+                    twin.run.advance(end_ns)
         except Exception:  # a broken invariant or a bug: keep serving, stop this run
-            log.exception("engine failed in run %s; pausing it", self.run.run_id)
+            log.exception("engine failed in run %s; pausing it", lead.run_id)
             self._set_state(PAUSED)
             return
         took = time.perf_counter() - began
-        if step_ns == self._slice_ns:  # a whole slice: learn how long slices take
+        step_ns = lead.sim.now - start_ns
+        if step_ns * 2 >= self._slice_ns:  # near a whole slice (bin edges cut some short)
             wanted = int(step_ns * SLICE_WALL_S / max(took, 1e-6))
             self._slice_ns = max(MIN_SLICE_NS, min(MAX_SLICE_NS, (self._slice_ns + wanted) // 2))
 
     def _begin_tick(self) -> None:
-        now_ns = self.run.sim.now
-        per_tick_ns = max(1, int(self.run.sim.config.speed * 1000 * self.interval_s))
-        self._tick = (now_ns, now_ns + per_tick_ns, Snapshot.of(self.run.tally))
+        run = self.run
+        per_tick_ns = max(1, int(run.sim.config.speed * 1000 * self.interval_s))
+        self._target_ns = run.sim.now + min(per_tick_ns, MAX_BINS_PER_TICK * run.bins.width_ns)
 
     def _end_tick(self, wall: float) -> None:
-        if self._tick is not None:
-            t0_ns, target_ns, before = self._tick
-            run = self.run
-            part = difference(Snapshot.of(run.tally), before)
-            run.lagging = run.sim.now < target_ns
-            self.metrics.add(part)
-            message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
-                            run.lagging, run.sim.config.retry_max)
-            run.frames += 1
-            self.hub.publish_threadsafe(message.model_dump_json())
-            self._tick = None
+        if self._target_ns is not None:
+            self._publish_frame(wall)
         if self.state == RUNNING:
             self._begin_tick()
             if wall - self._persisted_at >= self.settings.persist_interval_s:
                 self._persist()
 
+    def _publish_frame(self, wall: float) -> None:
+        """The frame of what both runs simulated since the last one, even if short of a tick."""
+        self._target_ns = None
+        run = self.run
+        self.pace = self._pace.tick(wall, run.sim.now, run.sim.config.speed)
+        run.lagging = self.pace["lagging"]
+        t0_ns, part, pieces = run.take_frame()
+        self.metrics.add(part.tally)
+        twin = self._twin_frame() if self.twin is not None else None
+        message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
+                        run.lagging, run.sim.config.retry_max, bins=pieces,
+                        bin_ns=run.bins.width_ns, pace=self.pace, twin=twin,
+                        calls_since_change=calls_since(run.tally.calls_by_attempts,
+                                                       run.calls_mark))
+        run.frames += 1
+        self.hub.publish_threadsafe(message.model_dump_json())
+
+    def _twin_frame(self) -> dict[str, Any]:
+        """The twin's counters for the frame being made: the same fields as the frame's own."""
+        assert self.twin is not None
+        twin, run = self.twin, self.twin.run
+        t0_ns, part, pieces = run.take_frame()
+        # The metrics count the current run only: a twin is a what-if, not what happened.
+        behind = twin.behind(self.run.sim.now)
+        body = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally, behind,
+                     run.sim.config.retry_max, bins=pieces, bin_ns=run.bins.width_ns,
+                     calls_since_change=calls_since(run.tally.calls_by_attempts,
+                                                    run.calls_mark))
+        run.frames += 1
+        out = body.model_dump(exclude={"type", "twin", "pace", "sent_at"})
+        out.update(changes=twin.changes, catching_up=behind)
+        return out
+
     def _flush_tick(self) -> None:
-        """Count a partial tick into the metrics before the run or its state changes."""
-        if self._tick is not None:
-            self.metrics.add(difference(Snapshot.of(self.run.tally), self._tick[2]))
-            self._tick = None
+        """Send what the tick simulated so far, before the run or its state changes."""
+        if self._target_ns is not None:
+            self._publish_frame(time.monotonic())
 
     # -- commands (runner thread) ------------------------------------------------------
     def _set_state(self, state: str) -> dict[str, Any]:
@@ -237,6 +241,7 @@ class Runner:
                 self._flush_tick()
             self.state = state
             if state == RUNNING:
+                self._pace.restart()
                 self._begin_tick()
             self._persist()
             self._broadcast()
@@ -245,7 +250,10 @@ class Runner:
     def _reset(self) -> dict[str, Any]:
         self._flush_tick()
         self.state = PAUSED
-        self._new_run(self.run.sim.config)  # with the live changes made so far
+        if self.run.untouched:  # nothing to reset: a new run would only be an empty one
+            self._broadcast()
+        else:
+            self._new_run(self.run.sim.config)  # with the live changes made so far
         return {"state": self.state, "run_id": self.run.run_id}
 
     def _patch(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -255,9 +263,7 @@ class Runner:
             raise ConfigErrors(errors)
         current = self.run.sim.config
         if changes.get("scenario", current.scenario) != current.scenario:
-            # A scenario file's [td] table sets its TD's defaults; the body's fields win.
-            scenario, _ = self.catalogue.get(changes["scenario"])
-            changes = {**scenario.td, **changes}
+            changes = {**self._td_defaults(current.scenario, changes["scenario"]), **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
             # A different TD: a new run, in the state the old one was in.
@@ -269,16 +275,78 @@ class Runner:
         live = {k: getattr(new, k) for k in LIVE_FIELDS
                 if k in changes and getattr(new, k) != getattr(current, k)}
         if live:
-            self.run.sim.apply(live)
-            self.run.record.timeline.append((self.run.sim.now, live))
+            self.run.apply(live)
+            if self.twin is not None:
+                self.twin.control(self.run.sim.now, live)
             self.metrics.set_config(new)
             self._persist()
             self._broadcast()
         return self.run.sim.config.to_dict()
 
+    def _td_defaults(self, old_name: str, new_name: str) -> dict[str, Any]:
+        """A scenario's [td] table sets its TD's defaults (the body's fields win); fields
+        that only the old scenario's [td] set go back to the contract's defaults."""
+        new, _ = self.catalogue.get(new_name)
+        try:
+            old_td = self.catalogue.get(old_name)[0].td
+        except Exception:  # the old scenario is gone: nothing of it to undo
+            old_td = {}
+        defaults = Config()
+        return {**{k: getattr(defaults, k) for k in old_td if k not in new.td}, **new.td}
+
     def _stats(self) -> dict[str, Any]:
+        twin = None
+        if self.twin is not None:
+            twin = {**self.twin.run.summary(), **self.twin.info(self.run.sim.now)}
         return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
-                "lagging": self.run.lagging and self.state == RUNNING}
+                "lagging": self.run.lagging and self.state == RUNNING,
+                "pace": self.pace, "bin_ns": self.run.bins.width_ns, "twin": twin}
+
+    def _current(self) -> dict[str, Any]:
+        listings = {self.run.run_id: self.run.settle().listing()}
+        if self.twin is not None:
+            listings[self.twin.run.run_id] = self.twin.run.settle().listing()
+        return {"run_id": self.run.run_id, "state": self.state,
+                "config": self.run.sim.config.to_dict(), "listings": listings}
+
+    def _recipe(self, run_id: str | None) -> Recipe | None:
+        if run_id is None or run_id == self.run.run_id:
+            return self.run.recipe()
+        if self.twin is not None and run_id == self.twin.run.run_id:
+            return self.twin.run.recipe()
+        return None
+
+    # -- compare -----------------------------------------------------------------------
+    def _compare_on(self, body: Any) -> dict[str, Any]:
+        self.compare = check_changes(body)  # raises before anything changes
+        self._start_twin()
+        self._broadcast()
+        return self._compare_info()
+
+    def _compare_off(self) -> dict[str, Any]:
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
+        self.twin = None
+        self.compare = None
+        self._broadcast()
+        return self._compare_info()
+
+    def compare_snapshot(self) -> dict[str, Any]:
+        """The compare state for a hello (read on the loop: a snapshot of two references)."""
+        twin, run = self.twin, self.run
+        return twin.info(run.sim.now) if twin is not None else {"on": False, "changes": {},
+                                                                "run_id": None}
+
+    def _compare_info(self) -> dict[str, Any]:
+        return self.compare_snapshot()
+
+    def _start_twin(self) -> None:
+        """A twin of the current run with `self.compare` pinned (replacing any twin)."""
+        assert self.compare is not None
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
+        self.twin = Twin(self.run, self.compare)
+        self.store.save_run(self.twin.run.settle())
 
     # -- runs --------------------------------------------------------------------------
     def _open_run(self, config: Config) -> LiveRun:
@@ -291,13 +359,20 @@ class Runner:
     def _new_run(self, config: Config) -> None:
         self._persist()
         self.run = self._open_run(config)
+        self._pace.restart()
+        if self.compare is not None:
+            self._start_twin()
         self._broadcast()
 
     def _persist(self) -> None:
         self._persisted_at = time.monotonic()
         self.store.save_run(self.run.settle())
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
 
     def _broadcast(self) -> None:
         message = State(run_id=self.run.run_id, state=self.state,  # type: ignore[arg-type]
-                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging)
+                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging,
+                        compare=self._compare_info(), controls=self.run.controls(),
+                        bin_ns=self.run.bins.width_ns)
         self.hub.publish_threadsafe(message.model_dump_json())

@@ -50,7 +50,7 @@ class Catalogue:
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:
             posted = [s for s, _ in self._posted.values()]
-        return ([{"name": s.name, "description": s.description, "builtin": True}
+        return ([{"name": s.name, "description": s.description, "builtin": True, "td": s.td}
                  for s in self._builtin.values()]
-                + [{"name": s.name, "description": s.description, "builtin": False}
+                + [{"name": s.name, "description": s.description, "builtin": False, "td": s.td}
                    for s in posted])

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     timeline TEXT NOT NULL,
     end_ns INTEGER NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    twin_of TEXT
 );
 CREATE TABLE IF NOT EXISTS scenarios (
     name TEXT PRIMARY KEY,
@@ -44,11 +45,14 @@ class RunRecord:
     end_ns: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
     scenario_toml: str | None = None
+    twin_of: str | None = None  # a compare twin: the run it is the twin of
 
     def listing(self) -> dict[str, Any]:
         """The run as GET /api/runs shows it."""
         return {"run_id": self.run_id, "created": self.created, "scenario": self.scenario,
                 "config": self.config, "end_ns": self.end_ns, "controls": len(self.timeline),
+                "changed_live": bool(self.timeline), "twin_of": self.twin_of,
+                "timeline": [{"t_ns": t, "changes": c} for t, c in self.timeline],
                 "summary": self.summary}
 
 
@@ -63,6 +67,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        _add_twin_of(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -71,10 +76,10 @@ class Store:
     def save_run(self, run: RunRecord) -> None:
         row = (run.run_id, run.created, run.scenario, run.scenario_toml,
                json.dumps(run.config), json.dumps(run.timeline), run.end_ns,
-               json.dumps(run.summary))
+               json.dumps(run.summary), run.twin_of)
         with self._lock:
             self._db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE "
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE "
                 "SET timeline=excluded.timeline, end_ns=excluded.end_ns, "
                 "summary=excluded.summary", row)
 
@@ -103,9 +108,17 @@ class Store:
                 "SELECT name, toml FROM scenarios ORDER BY created, rowid").fetchall())
 
 
+def _add_twin_of(db: sqlite3.Connection) -> None:
+    """Data dirs from before compare twins have no twin_of column: add it."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    if "twin_of" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN twin_of TEXT")
+
+
 def _run(row: tuple[Any, ...]) -> RunRecord:
-    run_id, created, scenario, scenario_toml, config, timeline, end_ns, summary = row
+    run_id, created, scenario, scenario_toml, config, timeline, end_ns, summary, twin_of = row
     return RunRecord(run_id=run_id, created=created, scenario=scenario,
                      config=json.loads(config),
                      timeline=[(int(t), dict(c)) for t, c in json.loads(timeline)],
-                     end_ns=end_ns, summary=json.loads(summary), scenario_toml=scenario_toml)
+                     end_ns=end_ns, summary=json.loads(summary), scenario_toml=scenario_toml,
+                     twin_of=twin_of)

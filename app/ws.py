@@ -13,6 +13,7 @@ from app.hub import Hub
 from app.runner import Runner
 from app.schema import Error, Hello, Pong, ScenarioInfo
 from app.security import origin_allowed
+from app.twin import COMPARE_FIELDS
 from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
 from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 
@@ -36,6 +37,8 @@ def hello(websocket: WebSocket) -> Hello:
         limits={"retry_max": list(RETRY_MAX_RANGE), "vcpus": list(VCPUS_RANGE)},
         frame_interval_ms=state.settings.frame_interval_ms,
         token_required=state.settings.token_required,
+        bin_ns=run.bins.width_ns, controls=run.controls(),
+        compare=runner.compare_snapshot(), compare_fields=list(COMPARE_FIELDS),
     )
 
 
