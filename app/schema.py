@@ -35,6 +35,7 @@ class Hello(BaseModel):
     controls: list[dict[str, Any]] = []
     compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
     compare_fields: list[str] = []
+    holders: list[dict[str, str]] = []  # lock holders the records imply (see app/ws.py)
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
 

@@ -18,6 +18,12 @@ from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANG
 from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 
 router = APIRouter()
+# Holders the records do not name but the model fixes: every TDH.VP.ENTER on which the
+# zero-step filter fired tried SEPT_TREE exclusively (MODEL.md section 4), so BUSY on
+# SEPT_TREE in a window with zero-step activations had those entries as a holder. The
+# page names a holder only when its `series` shows activity in the window.
+HOLDERS = [{"operand": "SEPT_TREE", "leaf": "TDH.VP.ENTER", "label": "zero-step",
+            "series": "zero_step"}]
 log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008  # RFC 6455: the Origin is not this site
 
@@ -39,6 +45,7 @@ def hello(websocket: WebSocket) -> Hello:
         token_required=state.settings.token_required,
         bin_ns=run.bins.width_ns, controls=run.controls(),
         compare=runner.compare_snapshot(), compare_fields=list(COMPARE_FIELDS),
+        holders=HOLDERS,
     )
 
 
