@@ -23,34 +23,35 @@ function sum(list) {
 }
 
 /**
- * One line: "SEPT_TREE: TDH.MEM.PAGE.AUG vs TDH.VP.ENTER (zero-step) · 1,234 of 1,300 BUSY
- * in the window". Operand and leaf names come from hello, holders from hello.holders: a
- * holder is named only when the window shows its activity (e.g. zero-step activations).
+ * One line: "SEPT_TREE (1,164 BUSY, 100% of the window): TDH.VP.ENTER 910, TDH.MEM.PAGE.AUG
+ * 254 vs TDH.VP.ENTER (zero-step: 1,229 activations)". Operand and leaf names come from
+ * hello, holders from hello.holders: a holder is named only when the window shows its
+ * activity (e.g. zero-step activations).
  */
 export function causeText(store) {
   const { operands, leaves, holders } = store.hello ?? {};
   if (!operands || !leaves) return "";
   const series = store.main;
   const totals = pairTotals(series);
-  let best = null;
+  const byOperand = new Map();
   let all = 0;
   for (const [key, n] of totals) {
     all += n;
-    if (!best || n > best[1]) best = [key, n];
+    const op = Math.floor(key / 1000);
+    byOperand.set(op, (byOperand.get(op) ?? 0) + n);
   }
-  if (!best) return store.bins.length ? "No BUSY in the window." : "";
-  const operand = operands[Math.floor(best[0] / 1000)];
-  const leaf = leaves[best[0] % 1000];
-  const onOperand = [...totals].filter(([k]) => Math.floor(k / 1000) === Math.floor(best[0] / 1000))
-    .reduce((s, [, n]) => s + n, 0);
-  let text = `${operand}: ${leaf}`;
+  if (all === 0) return store.bins.length ? "no BUSY in the window" : "";
+  const [op, onOperand] = [...byOperand].sort((a, b) => b[1] - a[1])[0];
+  const operand = operands[op];
+  const hitBy = [...totals].filter(([k]) => Math.floor(k / 1000) === op).sort((a, b) => b[1] - a[1]).slice(0, 2)
+    .map(([k, n]) => `${leaves[k % 1000]} ${fmtInt.format(n)}`);
+  let text = `${operand} (${fmtInt.format(onOperand)} BUSY, ${Math.round((100 * onOperand) / all)}% of the window): ${hitBy.join(", ")}`;
   for (const holder of holders ?? []) {
     if (holder.operand !== operand) continue;
     const seen = holder.series === "zero_step" ? sum(series.zeroStep) : 0;
-    if (seen > 0) text += ` vs ${holder.leaf} (${holder.label}: ${fmtInt.format(seen)} in the window)`;
+    if (seen > 0) text += ` vs ${holder.leaf} (${holder.label}: ${fmtInt.format(seen)} activations)`;
   }
-  return `${text} · ${fmtInt.format(best[1])} of ${fmtInt.format(onOperand)} BUSY on ${operand}, `
-    + `${fmtInt.format(all)} in the window`;
+  return text;
 }
 
 export function drawCaption(el, store) {

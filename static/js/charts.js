@@ -4,7 +4,7 @@
 
 import { plot, sizeOf } from "./heatmap.js";
 
-const SMALL_MARGIN = { l: 48, r: 12, t: 20, b: 34 };
+const SMALL_MARGIN = { l: 50, r: 12, t: 20, b: 42 };
 const ZERO_STEP_COLOR = "#8250df";
 const RUN_COLOR = "#52606d";
 const TWIN_COLOR = "#e36209";
@@ -12,53 +12,77 @@ const MARK_HALF_WIDTH_PX = 4;
 const MARK_HEIGHT_PX = 9;
 
 /**
- * Zero-step activations as triangles standing on the band's base, all of them one filled
+ * Zero-step activations as triangles standing on each band's base, all of them one filled
  * polyline on the give-ups axis (whose range is set by the figure, so pixels convert
  * exactly). Plotly draws a marker per point, each styled on every redraw, which cost about
  * 5 ms per 100 marked bins; one path costs the same whether two bins or all 600 had them.
  */
-function zeroStepMarks(series, store, x, base, unitsPerPx, plotWidth, label) {
+function zeroStepMarks(bands, store, x, unitsPerPx, plotWidth) {
   const half = (MARK_HALF_WIDTH_PX * Math.max(1, x.length)) / Math.max(1, plotWidth);
-  const top = base + MARK_HEIGHT_PX * unitsPerPx;
   const xs = [];
   const ys = [];
   const customdata = [];
-  for (let i = 0; i < x.length; i++) {
-    const count = series.zeroStep[i];
-    if (!(count > 0)) continue;
-    const hover = [store.xText[i], count];
-    xs.push(x[i] - half, x[i], x[i] + half);
-    ys.push(base, top, base);
-    customdata.push(hover, hover, hover);
+  for (const { series, base, label } of bands) {
+    const top = base + MARK_HEIGHT_PX * unitsPerPx;
+    for (let i = 0; i < x.length; i++) {
+      const count = series.zeroStep[i];
+      if (!(count > 0)) continue;
+      const hover = [store.xText[i], count, label];
+      xs.push(x[i] - half, x[i], x[i] + half);
+      ys.push(base, top, base);
+      customdata.push(hover, hover, hover);
+    }
+    xs.push(null); // a break between the bands' polygons
+    ys.push(null);
+    customdata.push(null);
   }
   return {
     type: "scatter", mode: "lines", name: "zero-step", x: xs, y: ys, yaxis: "y3", fill: "toself",
     fillcolor: ZERO_STEP_COLOR, line: { width: 0, color: ZERO_STEP_COLOR }, hoveron: "points", customdata,
-    hovertemplate: `${label}: %{customdata[0]} µs<br>zero-step activations: %{customdata[1]}<extra></extra>`,
+    hovertemplate: "%{customdata[2]}: %{customdata[0]} µs<br>zero-step activations: %{customdata[1]}<extra></extra>",
   };
 }
 
-function shifted(values, by) {
-  return by ? values.map((v) => v + by) : values;
+/** One trace's x, y, hover values and labels over every band, bands split by a null. */
+function joined(bands, x, key, up) {
+  const xs = [];
+  const ys = [];
+  const values = [];
+  const labels = [];
+  for (const band of bands) {
+    const shift = band.shift * up;
+    const v = band.series[key];
+    for (let i = 0; i < v.length; i++) {
+      xs.push(x[i]);
+      ys.push(v[i] + shift);
+      values.push(v[i]);
+      labels.push(band.label);
+    }
+    xs.push(null);
+    ys.push(null);
+    values.push(null);
+    labels.push("");
+  }
+  return { x: xs, y: ys, customdata: values, text: labels };
 }
 
 /**
  * Retries (left axis y2) and give-ups (right axis y3) per bin, zero-step activations as
- * marks along the band's base, for one run: a band of the time figure's lower part. With
- * a twin, the run's band is drawn `shift` band heights up on the same axes (hover shows
- * the real counts). `hidden` names series switched off in the page's legend.
+ * marks along each band's base: the time figure's lower part. `bands` is the run (and,
+ * with a twin, the run `shift` band heights up over the twin's): one trace per series for
+ * both runs, since every trace costs its share of each replot. Hover shows real counts.
+ * `hidden` names series switched off in the page's legend.
  */
 export function timeline(hidden = new Set()) {
-  return (series, { x, shift, ranges, store, plotWidth, bandPx, label }) => {
-    const up = [shift * ranges.retries, shift * ranges.giveups];
+  return (bands, { x, ranges, store, plotWidth, bandPx }) => {
+    const hover = "%{text}: %{customdata}";
     const traces = [
-      { type: "scatter", mode: "lines", name: "retries", x, y: shifted(series.retries, up[0]), yaxis: "y2",
-        text: store.xText, customdata: series.retries, line: { color: "#1f6feb", width: 1.5 },
-        hovertemplate: `${label}: %{text} µs<br>retries: %{customdata}<extra></extra>` },
-      { type: "scatter", mode: "lines", name: "give-ups", x, y: shifted(series.giveups, up[1]), yaxis: "y3",
-        text: store.xText, customdata: series.giveups, line: { color: "#c62828", width: 1.5 },
-        hovertemplate: `${label}: %{text} µs<br>give-ups: %{customdata}<extra></extra>` },
-      zeroStepMarks(series, store, x, up[1], ranges.giveups / Math.max(1, bandPx), plotWidth, label),
+      { type: "scatter", mode: "lines", name: "retries", yaxis: "y2", ...joined(bands, x, "retries", ranges.retries),
+        line: { color: "#1f6feb", width: 1.5 }, hovertemplate: `${hover} retries<extra></extra>` },
+      { type: "scatter", mode: "lines", name: "give-ups", yaxis: "y3", ...joined(bands, x, "giveups", ranges.giveups),
+        line: { color: "#c62828", width: 1.5 }, hovertemplate: `${hover} give-ups<extra></extra>` },
+      zeroStepMarks(bands.map((b) => ({ ...b, base: b.shift * ranges.giveups })), store, x,
+        ranges.giveups / Math.max(1, bandPx), plotWidth),
     ];
     for (const trace of traces) trace.visible = !hidden.has(trace.name);
     return traces;
@@ -128,7 +152,7 @@ export function drawHistogram(el, store, { whole = false } = {}) {
     bargap: 0.1,
     shapes,
     annotations,
-    xaxis: { title: { text: "attempts per logical call", standoff: 4 }, rangemode: "tozero", tickangle: 0, nticks: 8 },
+    xaxis: { title: { text: "attempts per logical call", standoff: 6 }, rangemode: "tozero", tickangle: 0, nticks: 8 },
     yaxis: { title: { text: "calls", standoff: 2 }, type: "log", dtick: 1, exponentformat: "SI" },
   });
 }

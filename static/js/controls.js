@@ -129,10 +129,11 @@ export class Controls {
     const field = el.dataset.field;
     const value = readValue(el);
     const live = (this.store.hello?.live_fields ?? []).includes(field);
+    // the config before the change (the run's state broadcast may come before the answer)
+    const before = { ...this.store.config };
     const result = await request("PATCH", "/api/config", { [field]: value });
     if (result.ok) {
       clearFieldError(field);
-      const before = this.store.config;
       this.store.config = { ...result.data };
       this.applyConfig(result.data, true);
       const notes = this.tdNotes(before, result.data, { [field]: value });

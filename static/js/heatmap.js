@@ -1,7 +1,7 @@
 // The time figure (BUSY heatmaps over retry timelines, for the run and its twin, on one
 // time axis), and the one door to plotly.js: every chart is drawn through plot().
 
-import { controlMarks, xRange } from "./marks.js";
+import { controlMarks, drawLabels, xRange } from "./marks.js";
 
 // Sizes come from a ResizeObserver, not from plotly measuring its container on every draw
 // (that forced a layout per chart per frame).
@@ -81,7 +81,9 @@ export function roundTicks(lo, hi, count, minStep = 0) {
   const raw = (hi - lo) / Math.max(1, count);
   if (!(raw > 0) || !Number.isFinite(raw)) return { values: [], text: [] };
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = Math.max(mag * TICK_STEPS.find((s) => s * mag >= raw * 0.7), minStep);
+  // counts (minStep 1) take whole steps: 2.5 x 10^k only from 25 up
+  const steps = minStep >= 1 && mag < 10 ? TICK_STEPS.filter((s) => s !== 2.5) : TICK_STEPS;
+  const step = Math.max(mag * steps.find((s) => s * mag >= raw * 0.7), minStep);
   const values = [];
   for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) values.push(k * step);
   const top = Math.max(...values.map(Math.abs), 0);
@@ -196,9 +198,9 @@ function heatmapTrace(store, names, zs, labels, status, zmax) {
  * one pair of timeline scales. One figure, because every plotly replot has a fixed cost of
  * a few milliseconds whatever it draws, and all of it changes on every frame.
  *
- * timeline(series, { x, shift, ranges, store, plotWidth, bandPx }) returns traces.
+ * timeline(bands, { x, ranges, store, plotWidth, bandPx }) returns traces.
  */
-export function drawTimeFigure(el, store, { rows = "operands", showAll = false, scale = null, timeline }) {
+export function drawTimeFigure(el, store, { rows = "operands", showAll = false, scale = null, labels: labelEl = null, timeline }) {
   const leaves = rows === "leaves";
   const names = leaves ? store.leafNames : store.operandNames;
   const runs = store.comparing ? [store.main, store.twin] : [store.main];
@@ -211,7 +213,7 @@ export function drawTimeFigure(el, store, { rows = "operands", showAll = false, 
   const longest = Math.max(4, ...y.map((name) => name.length));
   const left = Math.min(7 * longest + 14, Math.round(width * 0.4));
   const marks = controlMarks(store, width - left - 34);
-  const margin = { l: left, r: 34, t: marks.labels.length ? 22 : 8, b: 34 };
+  const margin = { l: left, r: 34, t: marks.labels.length ? 22 : 8, b: 42 };
   const plotWidth = width - margin.l - margin.r;
   const area = height - margin.t - margin.b;
   const twin = runs.length === 2;
@@ -225,24 +227,35 @@ export function drawTimeFigure(el, store, { rows = "operands", showAll = false, 
   const ticks = twin ? [...y, ...y] : y;
   const tickvals = twin ? [...y.map((_, r) => r), ...y.map((_, r) => k + 1 + r)] : y.map((_, r) => r);
   const layout = { datarevision: `${store.revision}/${rows}/${showAll}`, margin, showlegend: false,
-    shapes: marks.shapes, annotations: [...marks.labels],
+    shapes: marks.shapes,
     yaxis: { domain: heatDomain, range: [(twin ? 2 * k + 1 : k) - 0.5, -0.5], tickmode: "array", tickvals,
       ticktext: ticks, showgrid: false, zeroline: false, automargin: false } };
   const ranges = timelineRanges(runs);
   const bandPx = (area * split) / (twin ? 2 + 2 * BAND_GAP : 1);
-  runs.forEach((series, i) => {
-    // the run's band sits above the twin's on the same axes: its values are shifted up
-    const shift = twin && i === 0 ? 1 + BAND_GAP : 0;
-    traces.push(...timeline(series, { x: store.bins, shift, ranges, store, plotWidth, bandPx, label: labels[i] }));
-  });
+  // the run's band sits above the twin's on the same axes: its values are shifted up
+  const bands = runs.map((series, i) => ({ series, label: labels[i], shift: twin && i === 0 ? 1 + BAND_GAP : 0 }));
+  traces.push(...timeline(bands, { x: store.bins, ranges, store, plotWidth, bandPx }));
   Object.assign(layout, timelineAxes(ranges, lineDomain, twin, bandPx));
-  if (twin) layout.annotations.push(...bandLabels(labels, k, ranges));
   const axis = timeAxis(store, plotWidth);
   drawColourScale(scale, zmax, margin.t, Math.round(margin.b + area * heatDomain[0]), formatUs(axis.binUs));
-  layout.xaxis = { title: { text: "simulated time (µs)", standoff: 4 }, anchor: "y2", range: axis.range,
+  layout.xaxis = { title: { text: "simulated time (µs)", standoff: 6 }, anchor: "y2", range: axis.range,
     autorange: false, showgrid: false, zeroline: false, tickmode: "array", tickangle: 0,
     tickvals: axis.tickvals, ticktext: axis.ticktext };
-  return plot(el, traces, layout);
+  const done = plot(el, traces, layout);
+  const toPx = (paper) => margin.t + (1 - paper) * area;
+  const overlay = marks.labels.map((l) => ({ ...l, left: margin.l + l.x + (l.anchor === "left" ? 2 : -2), top: margin.t - 17 }));
+  if (twin) {
+    const heatPaper = (v) => heatDomain[1] - ((v + 0.5) / (2 * k + 1)) * (heatDomain[1] - heatDomain[0]);
+    const linePaper = (v) => lineDomain[0] + (v / (ranges.retries * (2 + 2 * BAND_GAP))) * (lineDomain[1] - lineDomain[0]);
+    labels.forEach((text, i) => {
+      overlay.push({ text: i === 0 ? "run" : "twin", left: margin.l + plotWidth + 10, anchor: "middle", middle: true,
+        rotate: true, top: toPx(heatPaper(i === 0 ? (k - 1) / 2 : k + 1 + (k - 1) / 2)), kind: "band" });
+      overlay.push({ text, left: margin.l + 6, anchor: "left",
+        top: toPx(linePaper(ranges.retries * (i === 0 ? 2 + BAND_GAP : 1))) - 14, kind: "band" });
+    });
+  }
+  drawLabels(labelEl, overlay);
+  return done;
 }
 
 // With a twin, the timeline axes hold two bands of height 1 (in units of each scale's
@@ -278,20 +291,6 @@ function timelineAxes(ranges, domain, twin, bandPx) {
     yaxis3: { overlaying: "y2", side: "right", color: "#c62828", showgrid: false, tickmode: "array", zeroline: false,
       ...bandTicks(ranges.giveups, ranges.giveupsMax, count, twin, true) },
   };
-}
-
-/** "run" / "twin" beside the heatmap's halves (right margin) and above each timeline band. */
-function bandLabels(labels, k, ranges) {
-  const out = [];
-  const font = { size: 10, color: "#616e7c" };
-  labels.forEach((text, i) => {
-    out.push({ xref: "paper", yref: "y", x: 1, y: i === 0 ? (k - 1) / 2 : k + 1 + (k - 1) / 2, xanchor: "left",
-      yanchor: "middle", xshift: 4, textangle: -90, text: i === 0 ? "run" : "twin", showarrow: false, font });
-    const top = ranges.retries * (i === 0 ? 2 + BAND_GAP : 1);
-    out.push({ xref: "paper", yref: "y2", x: 0, y: top, xanchor: "left", yanchor: "bottom", xshift: 6,
-      text, showarrow: false, font });
-  });
-  return out;
 }
 
 /** {"policy": "upstream", "retry_max": 4} -> "policy upstream, retry max 4". */

@@ -23,6 +23,7 @@ const els = {
   connection: document.getElementById("connection"),
   heatmapTitle: document.getElementById("heatmap-title"),
   heatmapScale: document.getElementById("heatmap-scale"),
+  figureLabels: document.getElementById("figure-labels"),
   empty: document.getElementById("empty-state"),
   binWidth: document.getElementById("bin-width"),
   caption: document.getElementById("caption"),
@@ -82,7 +83,8 @@ const histogramDrawn = { calls: -1, key: "", frame: -Infinity };
 const painters = {
   // the heatmaps with the retry timelines below them, on one time axis
   heatmap: () => drawTimeFigure(els.heatmap, store,
-    { rows: view.rows, showAll: view.showAll, scale: els.heatmapScale, timeline: timeline(hiddenSeries) }),
+    { rows: view.rows, showAll: view.showAll, scale: els.heatmapScale, labels: els.figureLabels,
+      timeline: timeline(hiddenSeries) }),
   histogram: () => {
     Object.assign(histogramDrawn, { calls: store.callsRevision, key: histogramKey(), frame: perf.frames });
     return drawHistogram(els.histogram, store, { whole: view.wholeRun });

@@ -21,9 +21,11 @@ export function markText(changes) {
 }
 
 /**
- * Lines across the whole figure at each control's simulated time, and labels along the
- * top margin. A label that would run into the one before it is left out (its line stays,
- * and the run's control timeline lists it): labels never overlap.
+ * Lines across the whole figure at each control's simulated time, and labels for the top
+ * margin as {text, x (px from the plot's left), anchor}. A label that would run into the
+ * one before it is left out (its line stays, and the run's control timeline lists it), so
+ * labels never overlap. Labels are HTML (drawLabels): a plotly annotation is measured on
+ * every replot, a forced layout each.
  */
 export function controlMarks(store, plotWidth) {
   const shapes = [];
@@ -44,8 +46,28 @@ export function controlMarks(store, plotWidth) {
     const left = rightward ? px : px - widthPx;
     if (left < freeFrom || left < -40) continue;
     freeFrom = left + widthPx + 6;
-    labels.push({ xref: "x", yref: "paper", x, y: 1, yanchor: "bottom", xanchor: rightward ? "left" : "right",
-      text, showarrow: false, font: { size: 11, color: MARK_COLOR }, yshift: 2 });
+    labels.push({ text, x: px, anchor: rightward ? "left" : "right", kind: "mark" });
   }
   return { shapes, labels };
+}
+
+/**
+ * Place labels over a figure: each {text, left, top (px in the figure), anchor ("left",
+ * "right" or "middle"), rotate, kind}. The DOM is touched only when something moved.
+ */
+export function drawLabels(el, labels) {
+  if (!el) return;
+  const key = JSON.stringify(labels);
+  if (el.dataset.drawn === key) return;
+  el.dataset.drawn = key;
+  el.replaceChildren(...labels.map((l) => {
+    const span = document.createElement("span");
+    span.className = `figure-label figure-label-${l.kind ?? "plain"}`;
+    span.textContent = l.text;
+    span.style.left = `${Math.round(l.left)}px`;
+    span.style.top = `${Math.round(l.top)}px`;
+    const dx = l.anchor === "right" ? "-100%" : l.anchor === "middle" ? "-50%" : "0";
+    span.style.transform = `translate(${dx}, ${l.middle ? "-50%" : "0"})${l.rotate ? " rotate(-90deg)" : ""}`;
+    return span;
+  }));
 }
