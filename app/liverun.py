@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from app.frames import Counts, Snapshot, difference, piece
+from app.frames import Counts, Snapshot, calls_since, difference, frame, piece
+from app.schema import Frame
 from app.store import RunRecord
 from engine.config import Config
 from engine.run import sim_extras
@@ -136,6 +137,16 @@ class LiveRun:
         snap = Snapshot.of(self.counts)
         self.frame_start = (self.sim.now, snap)
         return t0_ns, difference(snap, before), self.bins.take(snap, self.sim.now)
+
+    def frame(self, lagging: bool, **extra: Any) -> tuple[Frame, Counts]:
+        """The next `frame` message (and the counts in it): since the last one, in bins."""
+        t0_ns, part, pieces = self.take_frame()
+        message = frame(self.run_id, self.frames, t0_ns, self.sim.now, part, self.tally, lagging,
+                        self.sim.config.retry_max, bins=pieces, bin_ns=self.bins.width_ns,
+                        calls_since_change=calls_since(self.tally.calls_by_attempts,
+                                                       self.calls_mark), **extra)
+        self.frames += 1
+        return message, part
 
     def controls(self) -> list[dict[str, Any]]:
         """The live changes so far, each field as [before, after] (the page's time marks)."""

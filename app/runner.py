@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.frames import calls_since, frame
 from app.hub import Hub
 from app.liverun import LiveRun, Recipe
 from app.metrics import Metrics
@@ -202,32 +201,16 @@ class Runner:
         run = self.run
         self.pace = self._pace.tick(wall, run.sim.now, run.sim.config.speed)
         run.lagging = self.pace["lagging"]
-        t0_ns, part, pieces = run.take_frame()
+        twin = None
+        if self.twin is not None:
+            # The metrics count the current run only: a twin is a what-if, not what happened.
+            behind = self.twin.behind(run.sim.now)
+            body = self.twin.run.frame(behind)[0].model_dump(exclude={"type", "twin", "pace",
+                                                                      "sent_at"})
+            twin = {**body, "changes": self.twin.changes, "catching_up": behind}
+        message, part = run.frame(run.lagging, pace=self.pace, twin=twin)
         self.metrics.add(part.tally)
-        twin = self._twin_frame() if self.twin is not None else None
-        message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
-                        run.lagging, run.sim.config.retry_max, bins=pieces,
-                        bin_ns=run.bins.width_ns, pace=self.pace, twin=twin,
-                        calls_since_change=calls_since(run.tally.calls_by_attempts,
-                                                       run.calls_mark))
-        run.frames += 1
         self.hub.publish_threadsafe(message.model_dump_json())
-
-    def _twin_frame(self) -> dict[str, Any]:
-        """The twin's counters for the frame being made: the same fields as the frame's own."""
-        assert self.twin is not None
-        twin, run = self.twin, self.twin.run
-        t0_ns, part, pieces = run.take_frame()
-        # The metrics count the current run only: a twin is a what-if, not what happened.
-        behind = twin.behind(self.run.sim.now)
-        body = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally, behind,
-                     run.sim.config.retry_max, bins=pieces, bin_ns=run.bins.width_ns,
-                     calls_since_change=calls_since(run.tally.calls_by_attempts,
-                                                    run.calls_mark))
-        run.frames += 1
-        out = body.model_dump(exclude={"type", "twin", "pace", "sent_at"})
-        out.update(changes=twin.changes, catching_up=behind)
-        return out
 
     def _flush_tick(self) -> None:
         """Send what the tick simulated so far, before the run or its state changes."""
@@ -263,7 +246,8 @@ class Runner:
             raise ConfigErrors(errors)
         current = self.run.sim.config
         if changes.get("scenario", current.scenario) != current.scenario:
-            changes = {**self._td_defaults(current.scenario, changes["scenario"]), **changes}
+            changes = {**self.catalogue.td_defaults(current.scenario, changes["scenario"]),
+                       **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
             # A different TD: a new run, in the state the old one was in.
@@ -282,17 +266,6 @@ class Runner:
             self._persist()
             self._broadcast()
         return self.run.sim.config.to_dict()
-
-    def _td_defaults(self, old_name: str, new_name: str) -> dict[str, Any]:
-        """A scenario's [td] table sets its TD's defaults (the body's fields win); fields
-        that only the old scenario's [td] set go back to the contract's defaults."""
-        new, _ = self.catalogue.get(new_name)
-        try:
-            old_td = self.catalogue.get(old_name)[0].td
-        except Exception:  # the old scenario is gone: nothing of it to undo
-            old_td = {}
-        defaults = Config()
-        return {**{k: getattr(defaults, k) for k in old_td if k not in new.td}, **new.td}
 
     def _stats(self) -> dict[str, Any]:
         twin = None

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from app.store import Store
+from engine.config import Config
 from engine.errors import ScenarioError
 from engine.scenario import Scenario, builtin_scenario, builtin_scenarios, parse
 
@@ -46,6 +47,18 @@ class Catalogue:
         with self._lock:
             self._posted[scenario.name] = (scenario, text)
         return scenario
+
+    def td_defaults(self, old_name: str, new_name: str) -> dict[str, Any]:
+        """What choosing `new_name` over `old_name` sets: the new scenario's [td] table, and
+        the contract's defaults back for fields that only the old one's [td] set (so going
+        back to a built-in from a one-vCPU selftest restores 8 vCPUs)."""
+        new, _ = self.get(new_name)
+        try:
+            old_td = self.get(old_name)[0].td
+        except ScenarioError:  # the old scenario is gone: nothing of it to undo
+            old_td = {}
+        defaults = Config()
+        return {**{k: getattr(defaults, k) for k in old_td if k not in new.td}, **new.td}
 
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -181,3 +181,36 @@ def test_frames_report_pace(client: TestClient) -> None:
     pace = frames[-1]["pace"]
     assert pace["requested_speed"] == 1000 and 0.9 <= pace["ratio"] <= 1.1
     assert 5 <= pace["fps"] <= 12 and pace["lagging"] is False
+
+
+ONE_VCPU = ('name = "one-vcpu"\ndescription = "one vCPU"\nduration_us = 1000\n\n'
+            '[td]\nvcpus = 1\nretry_max = 3\n')
+
+
+def test_a_builtin_chosen_after_a_td_scenario_restores_its_own_defaults(
+        client: TestClient) -> None:
+    assert client.post("/api/scenarios", content=ONE_VCPU).status_code == 201
+    listed = {s["name"]: s for s in client.get("/api/scenarios").json()}
+    assert listed["one-vcpu"]["td"] == {"vcpus": 1, "retry_max": 3}  # the page names them
+    config = client.patch("/api/config", json={"scenario": "one-vcpu"}).json()
+    assert (config["vcpus"], config["retry_max"]) == (1, 3)
+    config = client.patch("/api/config", json={"scenario": "zero-step"}).json()
+    assert (config["vcpus"], config["retry_max"]) == (8, 16)
+    client.patch("/api/config", json={"vcpus": 4})
+    config = client.patch("/api/config", json={"scenario": "boot"}).json()
+    assert config["vcpus"] == 4, "a field the user set stays when no [td] set it"
+
+
+def test_hello_and_state_carry_bins_controls_and_compare(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        hello = ws.receive_json()
+        assert hello["bin_ns"] == 100_000 and hello["controls"] == []
+        assert hello["compare_fields"] == ["policy", "retry_max", "zero_step"]
+        assert {h["operand"] for h in hello["holders"]} <= set(hello["operands"])
+        client.patch("/api/config", json={"retry_max": 5})
+        state = ws.receive_json()
+        assert state["type"] == "state"
+        assert state["controls"] == [{"t_ns": 0, "changes": {"retry_max": [16, 5]}}]
+        client.put("/api/compare", json={"policy": "upstream"})
+        state = ws.receive_json()
+        assert state["compare"]["on"] is True and state["compare"]["changes"] == {"policy": "upstream"}
