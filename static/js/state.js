@@ -98,6 +98,7 @@ export class Store {
   /** The twin's counters start afresh (a new twin, or compare turned off). */
   resetTwin() {
     this.twin = new Series(this.operandNames, this.leafNames);
+    for (let i = 0; i < this.bins.length; i++) this.twin.grow(); // aligned with the window's columns
     this.callsRevision += 1;
     this.revision += 1;
   }
@@ -194,7 +195,7 @@ export class Store {
     return newRun;
   }
 
-  /** The simulated time of the window's right edge (µs), for the axis while empty. */
+  /** True while a twin runs beside the current run. */
   get comparing() {
     return Boolean(this.compare?.on);
   }

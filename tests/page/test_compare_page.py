@@ -236,3 +236,19 @@ def test_layout_fits_and_labels_do_not_overlap(server: LiveServer, open_page: Op
     ticks = page.evaluate("document.getElementById('heatmap').layout.xaxis.tickvals.length")
     assert ticks >= 3, "the time axis keeps several ticks at 390 px"
     assert console.errors == []
+
+
+def test_a_twin_started_mid_run_fills_the_window_from_the_start(server: LiveServer, open_page: OpenPage) -> None:
+    page, console = open_page(server)
+    page.get_by_label("Show empty rows").check()
+    start(page)
+    wait_bins(page, 12)
+    compare_with(page, "none")
+    page.wait_for_function("window.tdxDashboard.store.twin.frame && !window.tdxDashboard.store.twin.frame.catching_up")
+    wait_bins(page, page.evaluate("window.tdxDashboard.store.x.length") + 3)
+    pause(page, server)
+    stats = server.api("GET", "/api/stats").json()
+    assert stats["twin"]["sim_ns"] == stats["sim_ns"]
+    page.wait_for_function(f"JSON.stringify(({HEATMAP_SUMS})()) === "
+                           f"JSON.stringify([{stats['busy']}, {stats['twin']['busy']}])", timeout=5000)
+    assert console.errors == []
