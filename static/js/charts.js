@@ -148,6 +148,7 @@ export function drawHistogram(el, store, { whole = false } = {}) {
   return plot(el, traces, {
     datarevision: `${store.callsRevision}/${whole}`,
     margin: SMALL_MARGIN,
+    showlegend: false, // the hint above says which bars are whose: plotly's legend is laid out on every replot
     barmode: "overlay",
     bargap: 0.1,
     shapes,

@@ -82,7 +82,6 @@ export class CompareControls {
   applyState(fill = false) {
     const c = this.store.compare;
     byId("btn-compare-off").disabled = !c.on;
-    byId("btn-compare").textContent = c.on ? "Compare anew" : "Compare";
     const info = byId("compare-info");
     info.hidden = !c.on;
     byId("twin-id").textContent = c.on ? `${c.run_id} (${describeChanges(c.changes)})` : "–";

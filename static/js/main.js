@@ -107,7 +107,14 @@ function record(list, value) {
   if (list.length > PERF_SAMPLES) list.shift();
 }
 
+function histogramHint() {
+  const span = view.wholeRun ? "calls completed over the whole run" : "calls completed since retry max or policy last changed";
+  return store.comparing ? `${span}; grey: run, orange outline: twin` : span;
+}
+
 function drawText() {
+  const hint = histogramHint();
+  if (els.histogramHint.textContent !== hint) els.histogramHint.textContent = hint;
   drawHeadline(store);
   drawRunInfo(store);
   els.empty.hidden = store.bins.length > 0;
@@ -216,8 +223,6 @@ for (const button of document.querySelectorAll("[data-span]")) {
   button.addEventListener("click", () => {
     view.wholeRun = button.dataset.span === "whole";
     pressOne("[data-span]", button);
-    els.histogramHint.textContent = view.wholeRun ? "calls completed over the whole run"
-      : "calls completed since retry max or policy last changed";
     requestDraw("histogram");
   });
 }

@@ -18,10 +18,14 @@ function cell(text, label) {
   return td;
 }
 
-function created(value) {
-  if (value === undefined || value === null) return "–";
+function createdCell(value) {
   const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);
-  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+  if (value === undefined || value === null || Number.isNaN(date.getTime())) return cell(value ?? "–", "Created");
+  // the time of day is what tells today's runs apart; the whole date is on hover
+  const today = date.toDateString() === new Date().toDateString();
+  const td = cell(today ? date.toLocaleTimeString() : date.toLocaleString(), "Created");
+  td.title = date.toLocaleString();
+  return td;
 }
 
 const num = (v) => (typeof v === "number" ? fmtInt.format(v) : "–");
@@ -56,7 +60,7 @@ function row(run, currentId) {
   tr.dataset.current = String(run.run_id === currentId);
   const c = run.config ?? {};
   const s = run.summary ?? {};
-  tr.append(runCell(run), cell(created(run.created), "Created"), cell(c.scenario, "Scenario"),
+  tr.append(runCell(run), createdCell(run.created), cell(c.scenario, "Scenario"),
     cell(c.policy, "Policy"), cell(c.retry_max, "Retry max"), cell(onOff(c.zero_step), "Zero-step"),
     cell(c.module_version, "Module"), cell(c.vcpus, "vCPUs"), cell(c.seed, "Seed"),
     cell(num(s.attempts), "Attempts"), cell(num(s.busy), "BUSY"), cell(num(s.giveups), "Give-ups"));
