@@ -118,6 +118,8 @@ function drawText() {
   drawHeadline(store);
   drawRunInfo(store);
   els.empty.hidden = store.bins.length > 0;
+  const comparing = String(store.comparing);
+  if (document.body.dataset.comparing !== comparing) document.body.dataset.comparing = comparing;
   const bin = store.binNs ? `1 bin = ${formatUs(store.binNs / 1000)} simulated` : "";
   if (els.binWidth.textContent !== bin) els.binWidth.textContent = bin;
   drawCaption(els.caption, store, view.rows);
