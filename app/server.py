@@ -21,6 +21,7 @@ from app.metrics import Metrics
 from app.runner import Runner
 from app.scenarios import Catalogue
 from app.schema import Problems
+from app.security import Guard, HostPolicy
 from app.settings import Settings
 from app.store import Store
 from engine.errors import ConfigErrors, ScenarioError
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tdx-contention", lifespan=lifespan, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.settings = settings
+    app.add_middleware(Guard, hosts=HostPolicy(settings.host, settings.allow_hosts),
+                       token=settings.token)
     app.include_router(api.router)
     app.include_router(api.changes)
     app.include_router(ws.router)
