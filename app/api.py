@@ -33,8 +33,11 @@ def _runner(request: Request) -> Runner:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, bool]:
-    return {"ok": True}
+async def healthz(request: Request) -> Response:
+    down = _runner(request).down()
+    if down is not None:
+        return JSONResponse({"ok": False, "detail": f"the runner is down: {down}"}, 503)
+    return JSONResponse({"ok": True})
 
 
 @router.get("/api/config")

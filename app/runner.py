@@ -24,7 +24,8 @@ from app.metrics import Metrics
 from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
-from app.store import RunRecord, Store
+from app.store import RunRecord, Store, StoreError
+from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
 from engine.errors import ConfigErrors
 from engine.run import sim_extras
@@ -41,6 +42,11 @@ SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
 # the GIL and make every socket write of the loop wait for a switch interval.
 QUIET_SHARE = 0.25
 MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
+STALL_S = 5.0  # a loop that has not gone round for this long is down (GET /healthz 503)
+
+
+class RunnerUnavailable(Exception):
+    """The runner could not answer a route in time, or is down; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -104,15 +110,38 @@ class Runner:
         self._slice_ns = 100_000
         self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
         self._persisted_at = 0.0
+        self.error: str | None = None  # why the run was paused by a failure, shown to users
+        self._down: str | None = None  # why the loop is not running now, or None
+        self._beat = time.monotonic()  # the loop's last time round
         self.run = self._open_run(Config())
-        self._thread = threading.Thread(target=self._main, name="runner", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="runner", daemon=True)
 
     # -- the async face, for routes ---------------------------------------------------
     async def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the runner thread between two engine steps; its result or error."""
+        """Run `fn` on the runner thread between two engine steps; its result or error.
+        RunnerUnavailable when the runner is down or does not answer in time: a route
+        never waits for ever on a runner that is stuck or gone."""
+        if (down := self.down()) is not None:
+            raise RunnerUnavailable(f"the runner is down: {down}")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._commands.put((fn, future))
-        return await asyncio.wrap_future(future)
+        timeout_s = self.settings.call_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except TimeoutError:  # wait_for cancelled the future: a late runner skips it
+            raise RunnerUnavailable(f"the runner did not answer within {timeout_s:g} s "
+                                    f"({self.down() or 'it is busy in an engine step'})") from None
+
+    def down(self) -> str | None:
+        """Why the runner cannot take commands now (GET /healthz), or None."""
+        if not self._thread.is_alive():
+            return "its thread is not running"
+        if self._down is not None:
+            return self._down
+        stalled = time.monotonic() - self._beat
+        if stalled > STALL_S:
+            return f"an engine step of run {self.run.run_id} has taken {stalled:.0f} s so far"
+        return None
 
     async def start(self) -> dict[str, Any]:
         return await self.call(lambda: self._set_state(RUNNING))
@@ -143,16 +172,49 @@ class Runner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and store the current run where it got to (blocking)."""
+        """Stop the thread and store the current run where it got to (blocking, but never
+        for long: a thread stuck in an engine step is left behind, it is a daemon)."""
         self._stopping.set()
         self._commands.put((lambda: None, concurrent.futures.Future()))
-        self._thread.join(timeout=10)
-        self._persist()
+        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            log.warning("runner: still in an engine step at shutdown; run %s kept as last "
+                        "stored", self.run.run_id)
+            return
+        try:
+            self._persist()
+        except StoreError as exc:
+            log.error("runner: could not store run %s at shutdown: %s", self.run.run_id, exc)
+
+    def _supervise(self) -> None:
+        """The loop, started again after a failure (which pauses the run, shown to users)."""
+        while not self._stopping.is_set():
+            try:
+                self._main()
+            except Exception as exc:  # a bug or a storage fault: pause, tell, go on
+                self._down = f"restarting after {type(exc).__name__}: {exc}"
+                self._fail(exc)
+                self._stopping.wait(self.settings.restart_delay_s)
+                self._down = None
+
+    def _fail(self, exc: Exception) -> None:
+        """Pause the run because of `exc`; the error goes to the page and GET /api/stats."""
+        log.error("runner: run %s paused: %s", self.run.run_id, exc, exc_info=exc)
+        self.error = f"{type(exc).__name__}: {exc}"
+        self._tick = None
+        self.state = PAUSED
+        if not isinstance(exc, StoreError):
+            try:
+                self._persist()
+            except StoreError as store_exc:
+                self.error += f"; and the run could not be stored: {store_exc}"
+        self._broadcast()
 
     def _main(self) -> None:
         deadline = time.monotonic() + self.interval_s
         work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
         while not self._stopping.is_set():
+            self._beat = time.monotonic()
             self._run_commands(block_s=0)
             now = time.monotonic()
             if now >= deadline:
@@ -179,6 +241,9 @@ class Runner:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
+                except StoreError as exc:  # disk full, say: pause, and tell the route
+                    self._fail(exc)
+                    future.set_exception(exc)
                 except Exception as exc:  # handed to the awaiting route
                     future.set_exception(exc)
             try:
@@ -193,9 +258,8 @@ class Runner:
         began = time.perf_counter()
         try:
             self.run.tally.add(sim.run_until(sim.now + step_ns))
-        except Exception:  # a broken invariant or a bug: keep serving, stop this run
-            log.exception("engine failed in run %s; pausing it", self.run.run_id)
-            self._set_state(PAUSED)
+        except Exception as exc:  # a broken invariant or a bug: keep serving, stop this run
+            self._fail(exc)
             return
         took = time.perf_counter() - began
         if step_ns == self._slice_ns:  # a whole slice: learn how long slices take
@@ -217,12 +281,13 @@ class Runner:
             message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
                             run.lagging, run.sim.config.retry_max)
             run.frames += 1
-            self.hub.publish_threadsafe(message.model_dump_json())
             self._tick = None
-        if self.state == RUNNING:
-            self._begin_tick()
+            # Stored before it is shown: a kill loses at most the frame being built.
             if wall - self._persisted_at >= self.settings.persist_interval_s:
                 self._persist()
+            self.hub.publish_threadsafe(message.model_dump_json())
+        if self.state == RUNNING:
+            self._begin_tick()
 
     def _flush_tick(self) -> None:
         """Count a partial tick into the metrics before the run or its state changes."""
@@ -237,6 +302,7 @@ class Runner:
                 self._flush_tick()
             self.state = state
             if state == RUNNING:
+                self.error = None
                 self._begin_tick()
             self._persist()
             self._broadcast()
@@ -269,20 +335,27 @@ class Runner:
         live = {k: getattr(new, k) for k in LIVE_FIELDS
                 if k in changes and getattr(new, k) != getattr(current, k)}
         if live:
-            self.run.sim.apply(live)
+            # Durable before it takes effect: stored first, so a PATCH that answers 200 is
+            # in the history, and one that fails to store (503) changed nothing.
             self.run.record.timeline.append((self.run.sim.now, live))
+            try:
+                self._persist()
+            except StoreError:
+                self.run.record.timeline.pop()
+                raise
+            self.run.sim.apply(live)
             self.metrics.set_config(new)
-            self._persist()
             self._broadcast()
         return self.run.sim.config.to_dict()
 
     def _stats(self) -> dict[str, Any]:
         return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
-                "lagging": self.run.lagging and self.state == RUNNING}
+                "lagging": self.run.lagging and self.state == RUNNING, "error": self.error}
 
     # -- runs --------------------------------------------------------------------------
     def _open_run(self, config: Config) -> LiveRun:
         scenario, toml = self.catalogue.get(config.scenario)
+        afford.check(scenario, config.vcpus, config.scenario)  # before any of it is built
         run = LiveRun(config, scenario, toml)
         self.store.save_run(run.settle())
         self.metrics.set_config(config)
@@ -291,13 +364,17 @@ class Runner:
     def _new_run(self, config: Config) -> None:
         self._persist()
         self.run = self._open_run(config)
+        self.error = None
         self._broadcast()
 
     def _persist(self) -> None:
+        """Store the run as it is now. A StoreError reaches _run_commands (the command's
+        route answers 503) or _supervise (from a tick); either pauses the run."""
         self._persisted_at = time.monotonic()
         self.store.save_run(self.run.settle())
 
     def _broadcast(self) -> None:
         message = State(run_id=self.run.run_id, state=self.state,  # type: ignore[arg-type]
-                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging)
+                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging,
+                        error=self.error)
         self.hub.publish_threadsafe(message.model_dump_json())

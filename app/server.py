@@ -18,12 +18,12 @@ from fastapi.staticfiles import StaticFiles
 from app import api, ws
 from app.hub import Hub
 from app.metrics import Metrics
-from app.runner import Runner
+from app.runner import Runner, RunnerUnavailable
 from app.scenarios import Catalogue
 from app.schema import Problems
 from app.security import Guard, HostPolicy
 from app.settings import Settings
-from app.store import Store
+from app.store import Store, StoreError
 from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def config_errors(request: Request, exc: ConfigErrors) -> JSONResponse:
         problems = Problems.of([(e.field, e.message) for e in exc.errors])
         return JSONResponse(problems.model_dump(), status_code=422)
+
+    @app.exception_handler(RunnerUnavailable)
+    async def runner_unavailable(request: Request, exc: RunnerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": f"the run history cannot be written: {exc}; the run "
+                                       "is paused"}, status_code=503)
 
     @app.exception_handler(ScenarioError)
     async def scenario_error(request: Request, exc: ScenarioError) -> JSONResponse:

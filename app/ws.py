@@ -35,6 +35,7 @@ def hello(websocket: WebSocket) -> Hello:
         limits={"retry_max": list(RETRY_MAX_RANGE), "vcpus": list(VCPUS_RANGE)},
         frame_interval_ms=state.settings.frame_interval_ms,
         token_required=state.settings.token_required,
+        error=runner.error,
     )
 
 
