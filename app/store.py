@@ -8,14 +8,13 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 DB_NAME = "runs.sqlite3"
 LOCK_NAME = "server.lock"  # held by the one server using the data dir (flock)
 
@@ -176,16 +175,13 @@ def _take_lock(data_dir: Path) -> IO[str]:
         handle.close()
         raise StoreError(f"{data_dir}: another server uses this data dir (pid {holder}); "
                          "stop it, or give this one its own --data-dir") from None
-    _quietly(lambda: (handle.truncate(0), handle.write(str(os.getpid())), handle.flush()))
-    return handle
-
-
-def _quietly(fn: Callable[[], T]) -> T | None:
-    """The pid in the lock file is a courtesy: a full disk must not stop the server."""
-    try:
-        return fn()
+    try:  # the pid is a courtesy to whoever meets the lock: a full disk must not stop us
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
     except OSError:
-        return None
+        pass
+    return handle
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
