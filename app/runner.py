@@ -27,7 +27,7 @@ from app.settings import Settings
 from app.store import RunRecord, Store, StoreError
 from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
-from engine.errors import ConfigErrors
+from engine.errors import ConfigErrors, EngineError
 from engine.run import sim_extras
 from engine.scenario import Scenario
 from engine.sim import Simulation
@@ -244,8 +244,12 @@ class Runner:
                 except StoreError as exc:  # disk full, say: pause, and tell the route
                     self._fail(exc)
                     future.set_exception(exc)
-                except Exception as exc:  # handed to the awaiting route
+                except EngineError as exc:  # bad input: the route answers 4xx
                     future.set_exception(exc)
+                except Exception as exc:  # a bug: pause the run, the route answers 503
+                    self._fail(exc)
+                    future.set_exception(RunnerUnavailable(f"the runner failed: {self.error}; "
+                                                           "the run is paused"))
             try:
                 fn, future = self._commands.get_nowait()
             except queue.Empty:
@@ -284,7 +288,10 @@ class Runner:
             self._tick = None
             # Stored before it is shown: a kill loses at most the frame being built.
             if wall - self._persisted_at >= self.settings.persist_interval_s:
-                self._persist()
+                try:
+                    self._persist()
+                except StoreError as exc:  # disk full, say: pause the run, keep serving
+                    self._fail(exc)
             self.hub.publish_threadsafe(message.model_dump_json())
         if self.state == RUNNING:
             self._begin_tick()
