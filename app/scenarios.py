@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ from app.store import Store
 from engine.errors import ScenarioError
 from engine.scenario import Scenario, builtin_scenario, builtin_scenarios, parse
 
+log = logging.getLogger(__name__)
 MAX_POSTED = 64  # posted scenarios kept; every hello carries their names and descriptions
 
 
@@ -28,8 +30,9 @@ class Catalogue:
         for name, text in store.scenarios():
             try:
                 self._posted[name] = (parse(text, name), text)
-            except ScenarioError:  # the engine got stricter since; keep serving the rest
-                continue
+            except ScenarioError as exc:  # the engine got stricter since; serve the rest
+                log.warning("posted scenario %r is no longer accepted, left out: %s", name,
+                            exc.messages[0])
 
     def names(self) -> tuple[str, ...]:
         with self._lock:
