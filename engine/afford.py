@@ -13,6 +13,7 @@ heap: generous by design, so that no sensible scenario is refused.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from engine.errors import ScenarioError
@@ -73,6 +74,21 @@ def _string_end(text: str, i: int) -> int:
     while j < len(text) and text[j] not in (quote, "\n"):
         j += 2 if quote == '"' and text[j] == "\\" else 1
     return j + 1
+
+
+def read_source(path: Path) -> str:
+    """A scenario file's text, reading no more than the limit allows (a file on the command
+    line may be /dev/zero); ScenarioError naming the file when it is too big or not UTF-8."""
+    with open(path, "rb") as handle:  # OSError: the caller names the file
+        data = handle.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ScenarioError([f"{path}: file: more than {MAX_SOURCE_BYTES} bytes; a scenario "
+                             f"file may have at most {MAX_SOURCE_BYTES} bytes"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([f"{path}: file: not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start})"]) from None
 
 
 def check_source(text: str, where: str) -> None:

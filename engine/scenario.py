@@ -199,7 +199,7 @@ def load(path: str | Path) -> Scenario:
     """Parse a scenario file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = afford.read_source(path)  # bounded: a path may name /dev/zero
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read: {exc.strerror}"]) from None
     return parse(text, str(path))

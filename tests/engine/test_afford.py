@@ -3,6 +3,8 @@ refused by `parse` (and so by `validate` and the server), naming the key; sensib
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import afford
@@ -59,3 +61,14 @@ def test_size_and_nesting_are_refused_before_parsing() -> None:
     ('"esc \\" [["', 0), ("[[vcpu]]", 2)])
 def test_nesting_depth_skips_strings_and_comments(text: str, depth: int) -> None:
     assert afford.nesting_depth(text) == depth
+
+
+def test_files_are_read_only_as_far_as_the_limit(tmp_path: Path) -> None:
+    from engine.scenario import load
+
+    with pytest.raises(ScenarioError, match="/dev/zero: file: more than"):
+        load("/dev/zero")
+    binary = tmp_path / "b.toml"
+    binary.write_bytes(b"\xff\xfe name")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load(binary)
