@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,29 @@ def test_one_store_per_data_dir(tmp_path: Path) -> None:
     finally:
         first.close()
     Store(tmp_path).close()  # free again once the first is closed
+
+
+def test_a_wedged_engine_step_is_503_not_a_hang_and_shutdown_still_ends(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine step that never returns (what zap_interval_ns = 0 did): routes answer
+    503 within the call timeout, /healthz says 503, and the server still shuts down."""
+    monkeypatch.setattr("app.runner.STALL_S", 0.5)
+    impatient = Settings(data_dir=settings.data_dir, call_timeout_s=0.5)
+    release = threading.Event()
+    client = make_client(impatient)
+    with client:
+        runner = client.app.state.runner  # type: ignore[attr-defined]
+
+        def wedged(t_ns: int) -> list[Any]:
+            release.wait(60)
+            return []
+        runner.run.sim.run_until = wedged
+        client.post("/api/run/start").raise_for_status()
+        wait_for(lambda: client.get("/healthz").status_code == 503, 5)
+        began = time.monotonic()
+        answer = client.get("/api/stats")
+        assert answer.status_code == 503 and "engine step" in answer.json()["detail"]
+        assert time.monotonic() - began < 2
+        shutdown_began = time.monotonic()
+    assert time.monotonic() - shutdown_began < 8  # runner.stop gave up on the thread
+    release.set()
