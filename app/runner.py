@@ -7,7 +7,6 @@ through a queue and await their results, so every control is applied between two
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import queue
@@ -25,6 +24,7 @@ from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
 from app.store import RunRecord, Store, StoreError
+from app.supervise import RunnerUnavailable, Supervisor
 from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
 from engine.errors import ConfigErrors, EngineError
@@ -42,11 +42,6 @@ SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
 # the GIL and make every socket write of the loop wait for a switch interval.
 QUIET_SHARE = 0.25
 MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
-STALL_S = 5.0  # a loop that has not gone round for this long is down (GET /healthz 503)
-
-
-class RunnerUnavailable(Exception):
-    """The runner could not answer a route in time, or is down; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +106,12 @@ class Runner:
         self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
         self._persisted_at = 0.0
         self.error: str | None = None  # why the run was paused by a failure, shown to users
-        self._down: str | None = None  # why the loop is not running now, or None
-        self._beat = time.monotonic()  # the loop's last time round
+        self.supervisor = Supervisor(settings.call_timeout_s, settings.restart_delay_s)
         self.run = self._open_run(Config())
-        self._thread = threading.Thread(target=self._supervise, name="runner", daemon=True)
+        self._thread = threading.Thread(
+            target=self.supervisor.run, args=(self._main, self._fail, self._stopping),
+            name="runner", daemon=True)
+        self.supervisor.thread = self._thread
 
     # -- the async face, for routes ---------------------------------------------------
     async def call(self, fn: Callable[[], T]) -> T:
@@ -125,23 +122,11 @@ class Runner:
             raise RunnerUnavailable(f"the runner is down: {down}")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._commands.put((fn, future))
-        timeout_s = self.settings.call_timeout_s
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
-        except TimeoutError:  # wait_for cancelled the future: a late runner skips it
-            raise RunnerUnavailable(f"the runner did not answer within {timeout_s:g} s "
-                                    f"({self.down() or 'it is busy in an engine step'})") from None
+        return await self.supervisor.wait(future)
 
     def down(self) -> str | None:
         """Why the runner cannot take commands now (GET /healthz), or None."""
-        if not self._thread.is_alive():
-            return "its thread is not running"
-        if self._down is not None:
-            return self._down
-        stalled = time.monotonic() - self._beat
-        if stalled > STALL_S:
-            return f"an engine step of run {self.run.run_id} has taken {stalled:.0f} s so far"
-        return None
+        return self.supervisor.down()
 
     async def start(self) -> dict[str, Any]:
         return await self.call(lambda: self._set_state(RUNNING))
@@ -186,17 +171,6 @@ class Runner:
         except StoreError as exc:
             log.error("runner: could not store run %s at shutdown: %s", self.run.run_id, exc)
 
-    def _supervise(self) -> None:
-        """The loop, started again after a failure (which pauses the run, shown to users)."""
-        while not self._stopping.is_set():
-            try:
-                self._main()
-            except Exception as exc:  # a bug or a storage fault: pause, tell, go on
-                self._down = f"restarting after {type(exc).__name__}: {exc}"
-                self._fail(exc)
-                self._stopping.wait(self.settings.restart_delay_s)
-                self._down = None
-
     def _fail(self, exc: Exception) -> None:
         """Pause the run because of `exc`; the error goes to the page and GET /api/stats."""
         log.error("runner: run %s paused: %s", self.run.run_id, exc, exc_info=exc)
@@ -214,7 +188,7 @@ class Runner:
         deadline = time.monotonic() + self.interval_s
         work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
         while not self._stopping.is_set():
-            self._beat = time.monotonic()
+            self.supervisor.beat()
             self._run_commands(block_s=0)
             now = time.monotonic()
             if now >= deadline:

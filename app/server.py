@@ -18,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from app import api, ws
 from app.hub import Hub
 from app.metrics import Metrics
-from app.runner import Runner, RunnerUnavailable
+from app.runner import Runner
 from app.scenarios import Catalogue
 from app.schema import Problems
 from app.security import Guard, HostPolicy
 from app.settings import Settings
 from app.store import Store, StoreError
+from app.supervise import RunnerUnavailable
 from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)

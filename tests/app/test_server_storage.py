@@ -187,7 +187,7 @@ def test_a_wedged_engine_step_is_503_not_a_hang_and_shutdown_still_ends(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine step that never returns (what zap_interval_ns = 0 did): routes answer
     503 within the call timeout, /healthz says 503, and the server still shuts down."""
-    monkeypatch.setattr("app.runner.STALL_S", 0.5)
+    monkeypatch.setattr("app.supervise.STALL_S", 0.5)
     impatient = Settings(data_dir=settings.data_dir, call_timeout_s=0.5)
     release = threading.Event()
     client = make_client(impatient)
