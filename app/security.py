@@ -196,11 +196,16 @@ class Guard:
             return 400, (f"Host {host!r} is not this server's ({self.hosts.describe()}); "
                          "serve with --allow-host NAME to reach it under another name")
         origin = headers.get("origin")
+        cross_site = headers.get("sec-fetch-site") == "cross-site"
         if scope["type"] == "websocket" or scope["method"] in CHANGING_METHODS:
             if not origin_allowed(origin, host):
                 return 403, f"refused: a request from another origin ({origin!r})"
-            if headers.get("sec-fetch-site") == "cross-site":
+            if cross_site:
                 return 403, "refused: a request from a page of another site"
+        elif cross_site and scope["path"].startswith("/api/"):
+            # Reading is harmless, but an export replays a whole run: a page of another
+            # site must not be able to start a hundred of them with <img src=...>.
+            return 403, "refused: the API is not for pages of other sites"
         return None
 
     def _with_headers(self, scope: Scope, send: Send) -> Send:

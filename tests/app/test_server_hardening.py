@@ -50,6 +50,14 @@ def test_cross_site_changes_are_refused(client: TestClient, method: str, url: st
     assert _snapshot(client) == before
 
 
+def test_other_sites_cannot_start_exports_but_may_link_to_the_page(client: TestClient) -> None:
+    cross = {"sec-fetch-site": "cross-site"}
+    assert client.get("/api/export", headers=cross).status_code == 403
+    assert client.get("/api/runs", headers=cross).status_code == 403
+    assert client.get("/", headers=cross).status_code == 200  # a link to the dashboard
+    assert client.get("/api/export?format=csv").status_code == 200  # scripts send none
+
+
 def test_own_origin_and_same_site_may_change(client: TestClient) -> None:
     assert client.post("/api/run/start", headers={"origin": BASE_URL,
                                                   "sec-fetch-site": "same-origin"}).status_code == 200
