@@ -28,6 +28,7 @@ from app.supervise import RunnerUnavailable
 from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)
+MAX_PROBLEMS = 50  # a 422 names at most this many problems of a scenario file
 
 
 def static_dir() -> Path:
@@ -96,7 +97,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ScenarioError)
     async def scenario_error(request: Request, exc: ScenarioError) -> JSONResponse:
-        problems = Problems.of([_scenario_problem(m) for m in exc.messages])
+        shown = [_scenario_problem(m) for m in exc.messages[:MAX_PROBLEMS]]
+        if len(exc.messages) > MAX_PROBLEMS:  # a file of 20,000 bad keys: not a 3 MB answer
+            shown.append(("scenario", f"and {len(exc.messages) - MAX_PROBLEMS} more problems"))
+        problems = Problems.of(shown)
         return JSONResponse(problems.model_dump(), status_code=422)
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_SOURCE_BYTES: Final = 256 * 1024  # a scenario file; the built-ins are about 1 KiB
 MAX_NESTING: Final = 32  # brackets and braces; a scenario needs 3, a config body 1
+MAX_KEY_PARTS: Final = 32  # a.b.c: tomllib's cost grows with the square of a key's parts
 MAX_DESCRIPTION_CHARS: Final = 1_000
 MAX_RUN_BYTES: Final = 256 * 1024 * 1024  # the engine's data for one simulation
 MAX_EVENTS_PER_US: Final = 20_000  # the engine does about 1M a second: 20 ms per us
@@ -64,6 +65,48 @@ def nesting_depth(text: str, limit: int = MAX_NESTING) -> int:
     return deepest
 
 
+def longest_key(text: str, limit: int = MAX_KEY_PARTS) -> int:
+    """The most parts of a dotted TOML key (`a.b.c` has 3) in key position: before `=`, in
+    a [table] header, after `{` or `,` in an inline table; dots in values (1.5, dates)
+    are not counted. Stops once past `limit`."""
+    stack: list[str] = []  # "[" array or header, "{" inline table
+    in_key = True
+    parts = longest = 1
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            i = _string_end(text, i)
+            continue
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c == "\n" and not stack:
+            in_key, parts = True, 1
+        elif c == "=":
+            in_key, parts = False, 1
+        elif c == "{":
+            stack.append(c)
+            in_key, parts = True, 1
+        elif c == "[":
+            stack.append(c)  # a header keeps in_key (line start); an array value does not
+        elif c in "]}":
+            if stack:
+                stack.pop()
+            in_key = in_key and c == "]"
+        elif c == ",":
+            in_key, parts = bool(stack) and stack[-1] == "{", 1
+        elif c == "." and in_key:
+            parts += 1
+            if parts > longest:
+                longest = parts
+                if longest > limit:
+                    return longest
+        i += 1
+    return longest
+
+
 def _string_end(text: str, i: int) -> int:
     """The index just past the string opening at `i` (basic, literal or multi-line)."""
     quote = text[i]
@@ -100,6 +143,9 @@ def check_source(text: str, where: str) -> None:
     if nesting_depth(text) > MAX_NESTING:
         raise ScenarioError([f"{where}: file: nested more than {MAX_NESTING} levels deep "
                              f"(arrays and inline tables); refused before parsing"])
+    if longest_key(text) > MAX_KEY_PARTS:
+        raise ScenarioError([f"{where}: file: a dotted key of more than {MAX_KEY_PARTS} "
+                             "parts; refused before parsing"])
 
 
 def checked(scenario: Scenario, where: str) -> Scenario:

@@ -169,6 +169,18 @@ def test_big_scenarios_are_refused(client: TestClient, size: int) -> None:
     assert "mine" not in [s["name"] for s in client.get("/api/scenarios").json()]
 
 
+def test_a_file_of_many_problems_gets_a_short_answer(client: TestClient) -> None:
+    text = SCENARIO + "".join(f"k{i} = 1\n" for i in range(5000))
+    answer = client.post("/api/scenarios", content=text)
+    assert answer.status_code == 422 and len(answer.content) < 20_000
+    assert answer.json()["detail"][-1]["message"] == "and 4950 more problems"
+
+
+def test_a_long_dotted_key_is_refused_before_parsing(client: TestClient) -> None:
+    answer = client.post("/api/scenarios", content=SCENARIO + "a" + ".a" * 50_000 + " = 1\n")
+    assert answer.status_code == 422 and "dotted key" in answer.json()["message"]
+
+
 def test_long_description_is_refused(client: TestClient) -> None:
     answer = client.post("/api/scenarios", content=SCENARIO.replace("a posted", "x" * 2000))
     assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == "description"

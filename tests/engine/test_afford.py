@@ -72,3 +72,15 @@ def test_files_are_read_only_as_far_as_the_limit(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe name")
     with pytest.raises(ScenarioError, match="not UTF-8"):
         load(binary)
+
+
+@pytest.mark.parametrize(("text", "parts"), [
+    ("a.b.c = 1.5", 3), ("[x.y]\nz = 1979-05-27T07:32:00.999", 2), ("t = [1.5, 2.5, 3.5]", 1),
+    ("z = {p.q.r.s = 1, t = {u.v = 2}}", 4), ('"a.b.c.d" = 1', 1), ("1.2.3.4.5 = 0", 5)])
+def test_longest_key_counts_key_parts_only(text: str, parts: int) -> None:
+    assert afford.longest_key(text) == parts
+
+
+def test_a_long_dotted_key_is_refused_before_tomllib_spends_minutes() -> None:
+    assert "dotted key" in _refused("a" + ".a" * 50_000 + " = 1\n")[0]
+    assert "dotted key" in _refused("[td" + ".a" * 50_000 + "]\n")[0]
