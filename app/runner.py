@@ -307,7 +307,9 @@ class Runner:
             changes = {**scenario.td, **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
-            # A different TD: a new run, in the state the old one was in.
+            # A different TD: a new run, in the state the old one was in. Its cost is
+            # checked before the old run's tick is touched: a 422 changes nothing.
+            afford.check(self.catalogue.get(new.scenario)[0], new.vcpus, new.scenario)
             self._flush_tick()
             self._new_run(new)
             if self.state == RUNNING:
@@ -350,7 +352,7 @@ class Runner:
 
     def _persist(self) -> None:
         """Store the run as it is now. A StoreError reaches _run_commands (the command's
-        route answers 503) or _supervise (from a tick); either pauses the run."""
+        route answers 503) or _end_tick; either pauses the run (_fail)."""
         self._persisted_at = time.monotonic()
         self.store.save_run(self.run.settle())
 
