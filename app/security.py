@@ -221,9 +221,9 @@ class Guard:
         return sending
 
     def _cookie(self, scope: Scope) -> bytes | None:
-        """Opening the page as /?token=... with the right token sets the HttpOnly cookie
-        that carries it from then on (the page then drops it from its URL)."""
-        if self.token is None or scope["path"] != "/" or scope["method"] != "GET":
+        """Opening a page as /?token=... (any GET) with the right token sets the HttpOnly
+        cookie that carries it from then on (the page then drops it from its URL)."""
+        if self.token is None or scope["method"] != "GET" or not scope.get("query_string"):
             return None
         given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
         if not given or not _same(given[0], self.token):
