@@ -35,6 +35,8 @@ BYTES_PER_PAGE: Final = 4  # page states, shared attribute, SEPT entry lock, pag
 BYTES_PER_GFN: Final = 40  # an int object and its slot in a tuple
 BYTES_PER_RECORD: Final = 200  # a record tuple held while an earlier VP.ENTER is open
 BYTES_PER_VCPU: Final = 16_384
+RECORDS_PER_EXIT: Final = 4  # VP.ENTER, AUG, SEPT.ADD, ACCEPT
+HELD_MARGIN: Final = 4
 OPEN_TAIL: Final = 10  # an exponential stretch's longest draw, in means (e^-10 per draw)
 DEFAULT_VCPUS: Final = 8
 
@@ -196,12 +198,8 @@ def problems(scenario: Scenario, vcpus: int) -> list[tuple[str, str]]:
 
 def events_per_us(scenario: Scenario, vcpus: int) -> tuple[float, str]:
     """Records per simulated microsecond at most, and the key most of them come from."""
-    t, w = scenario.timing, scenario.workload
-    # Each attempt is one record and costs at least a SEAMCALL round trip (a TDCALL its
-    # accept time), and a retry waits its gap first.
-    floor_ns = min(t.seamcall_ns + t.retry_gap_ns, t.accept_ns + t.guest_retry_gap_ns,
-                   t.seamcall_ns + t.vp_entry_ns + t.td_exit_ns)
-    parts = {"vcpus": vcpus * 1000 / max(floor_ns, 1)}
+    w = scenario.workload
+    parts = {"vcpus": _vcpu_rates(scenario, vcpus)[0]}
     pages = _pages(scenario, vcpus)
     if w.zap_pages:
         batch = min(w.zap_pages, pages)
@@ -215,6 +213,21 @@ def events_per_us(scenario: Scenario, vcpus: int) -> tuple[float, str]:
             parts["signal"] += 2 * 1000 / max(actor.every_ns, 1)
     key = max(parts, key=lambda k: parts[k])
     return sum(parts.values()), key
+
+
+def _vcpu_rates(scenario: Scenario, vcpus: int) -> tuple[float, float]:
+    """The vCPUs' records per simulated microsecond: at most (every vCPU in a retry loop
+    at its cheapest call) and typically (a few records per exit, an exit per guest run)."""
+    t, w = scenario.timing, scenario.workload
+    # Each attempt is one record and costs at least a SEAMCALL round trip (a TDCALL its
+    # accept time), and a retry waits its gap first.
+    floor_ns = min(t.seamcall_ns + t.retry_gap_ns, t.accept_ns + t.guest_retry_gap_ns,
+                   t.seamcall_ns + t.vp_entry_ns + t.td_exit_ns)
+    cycle_ns = t.seamcall_ns + t.vp_entry_ns + t.td_exit_ns + t.kvm_fault_ns
+    if not scenario.vcpu_specs:  # scripts may fault back to back; the workload runs first
+        cycle_ns += w.run_mean_ns
+    return (vcpus * 1000 / max(floor_ns, 1),
+            vcpus * RECORDS_PER_EXIT * 1000 / max(cycle_ns, 1))
 
 
 def memory_bytes(scenario: Scenario, vcpus: int, events: float) -> tuple[int, str]:
@@ -235,11 +248,15 @@ def memory_bytes(scenario: Scenario, vcpus: int, events: float) -> tuple[int, st
     # so a long guest stretch holds everything the others make meanwhile.
     open_ns = OPEN_TAIL * max(w.run_mean_ns, w.hlt_mean_ns if w.hlt_weight else 0)
     open_key = "workload.run_mean_ns" if w.run_mean_ns >= w.hlt_mean_ns else "workload.hlt_mean_ns"
-    for spec in scenario.vcpu_specs:
+    for n, spec in enumerate(scenario.vcpu_specs):
         for step in spec.script or ():
             if step.kind in ("run", "hlt") and step.ns > open_ns:
-                open_ns, open_key = step.ns, "vcpu.script"
-    parts[open_key] = int(events * open_ns / 1000 * BYTES_PER_RECORD)
+                open_ns, open_key = step.ns, f"vcpu[{n}].script"
+    # Held meanwhile: the host actors' records at their rate, the vCPUs' at a few times
+    # their typical rate (a retry storm does not last a whole guest stretch).
+    most, typical = _vcpu_rates(scenario, vcpus)
+    held_rate = events - most + min(most, HELD_MARGIN * typical)
+    parts[open_key] = int(held_rate * open_ns / 1000 * BYTES_PER_RECORD)
     key = max(parts, key=lambda k: parts[k])
     return sum(parts.values()), key
 

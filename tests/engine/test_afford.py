@@ -35,7 +35,8 @@ def test_built_in_scenarios_are_affordable_on_any_vcpu_count(vcpus: int) -> None
     ("[timing]\nseamcall_ns = 0\nretry_gap_ns = 0\n", "timing.seamcall_ns"),
     ("[timing]\naccept_ns = 0\nguest_retry_gap_ns = 0\n", "timing.accept_ns"),
     ("[workload]\nzap_pages = 100000\nzap_interval_ns = 1000\n", "workload.zap_pages"),
-    ("[workload]\nrun_mean_ns = 100000000000\n", "workload.run_mean_ns"),
+    ('[[vcpu]]\nindex = 0\nscript = [{step = "run", ns = 100000000000}, {step = "io"}]\n',
+     "vcpu[0].script"),
     ('[[vcpu]]\nindex = 0\nscript = [{step = "loop", gpa_start = 0, pages = 1000, '
      'repeat = 10000}]\n', "vcpu[0].script"),
 ])
