@@ -124,10 +124,12 @@ class LiveRun:
         if self.sim.now >= self.bins.edge_ns:
             self.bins.close(Snapshot.of(self.counts))
 
-    def apply(self, live: dict[str, Any]) -> None:
-        """Change live fields now and record the change in the run's timeline."""
+    def apply(self, live: dict[str, Any], *, recorded: bool = False) -> None:
+        """Change live fields now and record the change in the run's timeline (unless the
+        caller has already put it there, to store it before it takes effect)."""
         self.sim.apply(live)
-        self.record.timeline.append((self.sim.now, live))
+        if not recorded:
+            self.record.timeline.append((self.sim.now, live))
         if "retry_max" in live or "policy" in live:
             self.calls_mark = dict(self.tally.calls_by_attempts)
 

@@ -36,6 +36,7 @@ class Hello(BaseModel):
     compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
     compare_fields: list[str] = []
     holders: list[dict[str, str]] = []  # lock holders the records imply (see app/ws.py)
+    error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
 
@@ -88,6 +89,7 @@ class State(BaseModel):
     compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
     controls: list[dict[str, Any]] = []  # live changes: {"t_ns", "changes": {f: [old, new]}}
     bin_ns: int = 0
+    error: str | None = None  # why the run was paused by a failure (engine or storage)
 
 
 class Pong(BaseModel):

@@ -166,6 +166,7 @@ function handle(msg) {
       store.applyHello(msg);
       controls.applyHello(msg);
       compare.applyHello(msg);
+      if (msg.error) notices.show(`Run paused: ${msg.error}`, "error");
       scheduleRunsRefresh(0);
       break;
     case "frame":
@@ -181,6 +182,7 @@ function handle(msg) {
       store.applyState(msg);
       controls.applyConfig(msg.config);
       compare.applyState();
+      if (msg.error) notices.show(`Run paused: ${msg.error}`, "error");
       if (store.runId !== previous) newRun(store.runId);
       else if (msg.state === "paused" || store.controls.length !== controlsBefore) scheduleRunsRefresh();
       break;
