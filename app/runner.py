@@ -24,7 +24,7 @@ from app.schema import State
 from app.settings import Settings
 from app.store import Store, StoreError
 from app.supervise import RunnerUnavailable, Supervisor
-from app.twin import Twin, check_changes
+from app.twin import Comparing, Twin
 from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
 from engine.errors import ConfigErrors, EngineError
@@ -45,7 +45,7 @@ MAX_BINS_PER_TICK = 200
 __all__ = ["Recipe", "Runner"]
 
 
-class Runner:
+class Runner(Comparing):
     """Start, pause, reset, live changes and new runs; frames to the hub; records to the store."""
 
     def __init__(self, settings: Settings, store: Store, catalogue: Catalogue, hub: Hub,
@@ -330,52 +330,6 @@ class Runner:
         return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
                 "lagging": self.run.lagging and self.state == RUNNING, "error": self.error,
                 "pace": self.pace, "bin_ns": self.run.bins.width_ns, "twin": twin}
-
-    def _current(self) -> dict[str, Any]:
-        listings = {self.run.run_id: self.run.settle().listing()}
-        if self.twin is not None:
-            listings[self.twin.run.run_id] = self.twin.run.settle().listing()
-        return {"run_id": self.run.run_id, "state": self.state,
-                "config": self.run.sim.config.to_dict(), "listings": listings}
-
-    def _recipe(self, run_id: str | None) -> Recipe | None:
-        if run_id is None or run_id == self.run.run_id:
-            return self.run.recipe()
-        if self.twin is not None and run_id == self.twin.run.run_id:
-            return self.twin.run.recipe()
-        return None
-
-    # -- compare -----------------------------------------------------------------------
-    def _compare_on(self, body: Any) -> dict[str, Any]:
-        self.compare = check_changes(body)  # raises before anything changes
-        self._start_twin()
-        self._broadcast()
-        return self._compare_info()
-
-    def _compare_off(self) -> dict[str, Any]:
-        if self.twin is not None:
-            self.store.save_run(self.twin.run.settle())
-        self.twin = None
-        self.compare = None
-        self._broadcast()
-        return self._compare_info()
-
-    def compare_snapshot(self) -> dict[str, Any]:
-        """The compare state for a hello (read on the loop: a snapshot of two references)."""
-        twin, run = self.twin, self.run
-        return twin.info(run.sim.now) if twin is not None else {"on": False, "changes": {},
-                                                                "run_id": None}
-
-    def _compare_info(self) -> dict[str, Any]:
-        return self.compare_snapshot()
-
-    def _start_twin(self) -> None:
-        """A twin of the current run with `self.compare` pinned (replacing any twin)."""
-        assert self.compare is not None
-        if self.twin is not None:
-            self.store.save_run(self.twin.run.settle())
-        self.twin = Twin(self.run, self.compare)
-        self.store.save_run(self.twin.run.settle())
 
     # -- runs --------------------------------------------------------------------------
     def _open_run(self, config: Config) -> LiveRun:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.liverun import LiveRun
+from app.liverun import LiveRun, Recipe
 from engine.config import check_field
 from engine.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
+    from app.store import Store
 
 # What a twin may differ in. Speed is live too, but the twin runs at its run's pace.
 COMPARE_FIELDS = ("policy", "retry_max", "zero_step")
@@ -84,3 +88,67 @@ class Twin:
         """GET /api/compare's answer while comparing (`main_ns`: where the run is)."""
         return {"on": True, "changes": self.changes, "run_id": self.run.run_id,
                 "twin_of": self.of, "catching_up": self.behind(main_ns)}
+
+
+class Comparing:
+    """The runner's compare commands, and what names the run or its twin (runner thread).
+
+    A part of app.runner.Runner kept here beside the twin it drives; the attributes are
+    the runner's.
+    """
+
+    run: LiveRun
+    twin: Twin | None
+    compare: dict[str, Any] | None
+    store: Store
+    metrics: Metrics
+    state: str
+
+    def _broadcast(self) -> None:
+        raise NotImplementedError
+
+    def _current(self) -> dict[str, Any]:
+        listings = {self.run.run_id: self.run.settle().listing()}
+        if self.twin is not None:
+            listings[self.twin.run.run_id] = self.twin.run.settle().listing()
+        return {"run_id": self.run.run_id, "state": self.state,
+                "config": self.run.sim.config.to_dict(), "listings": listings}
+
+    def _recipe(self, run_id: str | None) -> Recipe | None:
+        if run_id is None or run_id == self.run.run_id:
+            return self.run.recipe()
+        if self.twin is not None and run_id == self.twin.run.run_id:
+            return self.twin.run.recipe()
+        return None
+
+    # -- compare -----------------------------------------------------------------------
+    def _compare_on(self, body: Any) -> dict[str, Any]:
+        self.compare = check_changes(body)  # raises before anything changes
+        self._start_twin()
+        self._broadcast()
+        return self._compare_info()
+
+    def _compare_off(self) -> dict[str, Any]:
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
+        self.twin = None
+        self.compare = None
+        self._broadcast()
+        return self._compare_info()
+
+    def compare_snapshot(self) -> dict[str, Any]:
+        """The compare state for a hello (read on the loop: a snapshot of two references)."""
+        twin, run = self.twin, self.run
+        return twin.info(run.sim.now) if twin is not None else {"on": False, "changes": {},
+                                                                "run_id": None}
+
+    def _compare_info(self) -> dict[str, Any]:
+        return self.compare_snapshot()
+
+    def _start_twin(self) -> None:
+        """A twin of the current run with `self.compare` pinned (replacing any twin)."""
+        assert self.compare is not None
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
+        self.twin = Twin(self.run, self.compare)
+        self.store.save_run(self.twin.run.settle())
