@@ -249,7 +249,9 @@ class Runner(Comparing):
         run.lagging = self.pace["lagging"]
         twin = None
         if self.twin is not None:
-            # The metrics count the current run only: a twin is a what-if, not what happened.
+            # Not counted in the metrics yet: app/metrics.py takes no `run` label on this
+            # branch. Once Metrics.add(part, run=...) exists, add the twin's part with
+            # run="twin" here (and set_config/remove it in Comparing).
             behind = self.twin.behind(run.sim.now)
             body = self.twin.run.frame(behind)[0].model_dump(exclude={"type", "twin", "pace",
                                                                       "sent_at"})
