@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.pagebytes import ACCEPTED
 from engine.records import GIVEUP, SEAMCALL, SUCCESS
-from engine.sim import ACCEPTED
 
 if TYPE_CHECKING:
     from engine.sim import Simulation

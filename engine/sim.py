@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from engine.actor import Actor
 from engine.config import LIVE_FIELDS, Config
-from engine.errors import ConfigError, EngineError, InvariantError
+from engine.errors import ConfigError, EngineError
 from engine.guest import Layout
 from engine.hostlocks import Mutex, RwLock
 from engine.locks import LockTable, Plan
@@ -18,6 +19,19 @@ from engine.params import Timing, Workload
 from engine.policies import make_policy
 from engine.records import CONTROL, Record
 
+
+class Scenario(Protocol):
+    """What a simulation is handed: its latencies and workload, and `populate`, which
+    creates its actors (engine.scenario.Scenario; tests hand in tiny inline ones)."""
+
+    @property
+    def timing(self) -> Timing: ...
+
+    @property
+    def workload(self) -> Workload: ...
+
+    def populate(self, sim: Simulation) -> None: ...
+
 # Compiled by mypyc, the engine keeps its events as native `Event` objects in a heap of
 # its own (below), ordered by native int compares; as Python source, events are tuples in
 # heapq's C heap, which is faster than any heap written in Python. One order either way.
@@ -26,24 +40,6 @@ COMPILED: Final = not __file__.endswith(".py")
 # The place of a VP.ENTER record until its vCPU exits (never handed out).
 _OPEN: Final[Record] = ()
 
-# Page states, one byte per guest page.
-UNMAPPED: Final = 0
-PENDING: Final = 1
-ACCEPTED: Final = 2
-BLOCKED: Final = 3
-LEAKED: Final = 4
-
-
-class Actor:
-    """Something with events of its own: `sim.post(t, actor, code, arg)` calls
-    `actor.dispatch(code, arg)` then. Compiled, that is a native call where `sim.at` with
-    a bound method goes through Python's call protocol; the vCPUs' hot events use it."""
-
-    def dispatch(self, code: int, arg: Any) -> None:
-        raise InvariantError(f"{type(self).__name__} was posted event {code} but has no "
-                             "dispatch of its own")
-
-
 class Simulation:
     """One run: a pure function of (config, scenario, seed, control timeline).
 
@@ -51,11 +47,9 @@ class Simulation:
     in start-time order; `apply(changes)` changes live fields at the current time.
     """
 
-    def __init__(self, config: Config, scenario: Any | None = None) -> None:
-        from engine.scenario import builtin_scenario  # scenarios import this module
-
+    def __init__(self, config: Config, scenario: Scenario) -> None:
         self.config = config
-        self.scenario = scenario if scenario is not None else builtin_scenario(config.scenario)
+        self.scenario = scenario
         self.timing: Timing = self.scenario.timing
         self.workload: Workload = self.scenario.workload
         self.rng = random.Random(config.seed)
@@ -302,7 +296,7 @@ def _pop(heap: list[Event]) -> Event:
 
 
 def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,
-           scenario: Any | None = None, slice_ns: int = 200_000,
+           scenario: Scenario, slice_ns: int = 200_000,
            finish: bool = True) -> Iterator[Record]:
     """Regenerate a run's records from its recipe: config, control timeline, end time.
 

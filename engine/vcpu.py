@@ -1,4 +1,4 @@
-"""A vCPU thread: TDH.VP.ENTER, the guest's run, the TD exit, and KVM's fault path."""
+"""A vCPU thread's run loop: TDH.VP.ENTER, the guest's run, kicks, and the TD exit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
 from engine.errors import InvariantError
+from engine.fault import ATTEMPT, CALL_DONE, FAULT_WORK, EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
@@ -18,13 +19,12 @@ from engine.module import (
     VP_ENTER_BRIEF_ZERO_STEP_PLAN,
     VP_ENTER_HELD_PLAN,
 )
-from engine.policies import GIVE_UP
+from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
 from engine.records import (
     BUSY,
     ERROR,
     GIVEUP,
     HP_TIMEOUT,
-    MEMORY_FAULT,
     SEAMCALL,
     SUCCESS,
     TDCALL,
@@ -32,7 +32,6 @@ from engine.records import (
     ZERO_STEP_ARMED,
     ZERO_STEP_DISARMED,
 )
-from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, Actor
 from engine.status import (
     EXIT_EPT_VIOLATION,
     EXIT_EXTERNAL_INTERRUPT,
@@ -49,8 +48,6 @@ if TYPE_CHECKING:
 
 VP_ENTER: Final = "TDH.VP.ENTER"
 ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
-SEPT_ADD: Final = "TDH.MEM.SEPT.ADD"
-AUG: Final = "TDH.MEM.PAGE.AUG"
 EXIT_STOP: Final = -1  # the script ended: the vCPU halts for good
 
 _ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
@@ -64,28 +61,22 @@ INSTRUCTION: Final = 2
 ACCEPTED_EV: Final = 3
 TDCALL_BUSY_DONE: Final = 4
 AFTER_EXIT: Final = 5
-FAULT_WORK: Final = 6
-CALL_DONE: Final = 7
-ATTEMPT: Final = 8
+# 6, 7, 8: the fault handler's (engine.fault)
 
 
-class Vcpu(Actor):
+class Vcpu(EptViolationHandler):
     """One vCPU and the host thread that runs it. Methods named after events take `_`:
     they are called by the event heap with one (ignored) argument."""
 
     def __init__(self, sim: Simulation, index: int, guest: g.Guest,
                  memory_fault_ignore: int = 0) -> None:
-        self.sim = sim
-        self.i = index
-        self.name = f"vcpu{index}"
+        super().__init__(sim, index)
         self.guest = guest
         # The guest is any object with next_op (a Protocol): called through a bound method
         # fetched once rather than looked up by name per instruction.
         self.next_op: Callable[[], g.Op] = guest.next_op
         self.zs = ZeroStepFilter()
         self.memory_fault_ignore = memory_fault_ignore
-        self.memory_faults = 0
-        self.signal_pending = False
         self.tdcall_end = 0
         self.op: g.Op | None = None
         self.pos = 0
@@ -106,21 +97,12 @@ class Vcpu(Actor):
         self.parked_at = 0
         self.guest_ns = 0
         self.done = False
-        # The fault path's current logical call.
-        self.fault_gpa = 0
-        self.leaf = ""
-        self.attempt = 1
-        self.holds_vmm = False
         # Latencies read on every cycle, copied out of the (fixed) Timing once.
         timing = sim.timing
-        self.seamcall_ns = timing.seamcall_ns
         self.vp_entry_ns = timing.vp_entry_ns
         self.td_exit_ns = timing.td_exit_ns
-        self.kvm_fault_ns = timing.kvm_fault_ns
         self.accept_ns = timing.accept_ns
         self.io_ns = timing.io_ns
-        self.sept_add_ns = timing.sept_add_ns
-        self.page_aug_ns = timing.page_aug_ns
 
     def dispatch(self, code: int, arg: Any) -> None:
         if code == INSTRUCTION:
@@ -426,110 +408,5 @@ class Vcpu(Actor):
             self.done = True
         else:
             self.enter(None)
-
-    # -- KVM's fault path ------------------------------------------------------------
-    def _fault(self, gpa: int) -> None:
-        sim = self.sim
-        if sim.shared_attr[gpa]:
-            self._memory_fault(gpa)
-            return
-        self.fault_gpa = gpa
-        mmu = sim.mmu_lock
-        if mmu.queue or mmu.writer:
-            mmu.queue.append((False, self._fault_locked))
-        else:  # mmu_lock.acquire(False, self._fault_locked), inlined for the free lock
-            mmu.readers += 1
-            sim.post(sim.now + self.kvm_fault_ns, self, FAULT_WORK)
-
-    def _memory_fault(self, gpa: int) -> None:
-        """The access is private but KVM's attributes say shared: exit to userspace."""
-        sim = self.sim
-        self.memory_faults += 1
-        convert = self.memory_faults > self.memory_fault_ignore
-        sim.emit((sim.now, sim.timing.memory_fault_ns, MEMORY_FAULT, self.name, None, None, None,
-                  None, None, {"gpa": hex(gpa << 12), "action": "convert" if convert else "ignore"}))
-        if convert:
-            self.memory_faults = 0
-            sim.convert_to_private(gpa)
-        sim.at(sim.now + sim.timing.memory_fault_ns, self.enter)
-
-    def _fault_locked(self) -> None:
-        self.sim.post(self.sim.now + self.kvm_fault_ns, self, FAULT_WORK)
-
-    def _fault_work(self, _: Any) -> None:
-        sim = self.sim
-        gpa = self.fault_gpa
-        if sim.invalidations and sim.invalidating(gpa):
-            return self._fault_end()  # mmu_invalidate_retry: RET_PF_RETRY
-        if not sim.regions[gpa >> 9]:
-            self._call(SEPT_ADD, gpa)
-        elif sim.pages[gpa] == UNMAPPED:
-            self._call(AUG, gpa)
-        else:
-            self._fault_end()
-
-    def _call(self, leaf: str, gpa: int) -> None:
-        self.leaf = leaf
-        self.attempt = 1
-        if self.sim.policy.serialise_sept:
-            self.sim.vmm_mutex.acquire(self._vmm_granted)
-        else:
-            self._attempt(None)
-
-    def _vmm_granted(self) -> None:
-        self.holds_vmm = True
-        self._attempt(None)
-
-    def _attempt(self, _: Any) -> None:
-        sim = self.sim
-        leaf = self.leaf
-        gpa = self.fault_gpa
-        t = sim.now
-        steps = sim.host_plans[leaf]
-        fail = sim.locks.try_plan(steps, self.i, gpa, True)
-        attempt = self.attempt
-        if fail is None:
-            dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
-            sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
-            sim.post(t + dur, self, CALL_DONE, steps)
-            return
-        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, sim.timing,
-                                      sim.rng)
-        if delay != GIVE_UP and self.signal_pending:
-            delay = GIVE_UP
-        sim.emit((t, self.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
-                  attempt, GIVEUP if delay == GIVE_UP else BUSY, None))
-        if delay == GIVE_UP:
-            self.signal_pending = False
-            sim.at(t + self.seamcall_ns, self._gave_up)
-        else:
-            self.attempt = attempt + 1
-            sim.post(t + self.seamcall_ns + delay, self, ATTEMPT)
-
-    def _release_vmm(self) -> None:
-        if self.holds_vmm:
-            self.holds_vmm = False
-            self.sim.vmm_mutex.release()
-
-    def _call_done(self, steps: Plan) -> None:
-        sim = self.sim
-        gpa = self.fault_gpa
-        sim.locks.release_plan(steps, self.i, gpa)
-        if self.holds_vmm:
-            self._release_vmm()
-        if self.leaf == SEPT_ADD:
-            sim.regions[gpa >> 9] = 1
-        else:
-            sim.pages[gpa] = PENDING
-        self._fault_work(None)
-
-    def _gave_up(self, _: Any) -> None:
-        self._release_vmm()
-        self._fault_end()
-
-    def _fault_end(self) -> None:
-        self.sim.mmu_lock.release(False)
-        self.enter(None)
-
 
 __all__ = ["Vcpu", "ACCEPTED", "LEAKED"]

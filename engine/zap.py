@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.pagebytes import find_either
+from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, find_either
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
 from engine.records import BUSY, GIVEUP, KICK, SEAMCALL, SUCCESS
 from engine.records import KVM_BUG as KVM_BUG_RECORD
-from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
 from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from engine.export import CSV_COLUMNS, FORMATS, chunks, jsonl_lines
 from engine.params import Timing
 from engine.records import FIELDS
 from engine.run import records
+from engine.scenario import builtin_scenario
 from engine.sim import Simulation, replay
 from engine.zap import Zapper
 from tests.engine.support import (
@@ -66,7 +67,7 @@ def test_control_records_fill_the_live_columns() -> None:
     """A control record carries the changed fields as JSONL keys and as CSV columns."""
     config = Config(scenario="zero-step")
     timeline = [(300_000, {"retry_max": 4, "zero_step": False}), (600_000, {"policy": "none"})]
-    recs = list(replay(config, timeline, 1_000_000))
+    recs = list(replay(config, timeline, 1_000_000, builtin_scenario(config.scenario)))
     controls = [json.loads(line) for line in jsonl_lines(recs) if '"control"' in line]
     assert [(c["t_ns"], c["actor"]) for c in controls] == [(300_000, "user"), (600_000, "user")]
     assert controls[0]["retry_max"] == 4 and controls[0]["zero_step"] is False

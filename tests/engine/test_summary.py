@@ -8,6 +8,7 @@ import pytest
 
 from engine.config import Config
 from engine.records import CONTROL
+from engine.scenario import builtin_scenario
 from engine.sim import replay
 from engine.status import OPERANDS
 from engine.summary import Tally, summary
@@ -59,7 +60,8 @@ def test_attempts_per_call_is_the_logical_call_histogram() -> None:
 
 def test_control_records_are_events_not_attempts() -> None:
     """A control record counts as an event but not as an attempt, BUSY or retry."""
-    recs = list(replay(Config(), [(100_000, {"retry_max": 1})], 400_000))
+    recs = list(replay(Config(), [(100_000, {"retry_max": 1})], 400_000,
+                       builtin_scenario("zero-step")))
     with_control = Tally()
     with_control.add(recs)
     without = Tally()
@@ -73,7 +75,8 @@ def test_control_records_are_events_not_attempts() -> None:
 
 def test_tally_added_in_pieces_equals_tally_at_once() -> None:
     """Counting the records in slices (as the live runner does) gives the same counts."""
-    recs = list(replay(Config(scenario="conversion"), [], 1_500_000))
+    recs = list(replay(Config(scenario="conversion"), [], 1_500_000,
+                       builtin_scenario("conversion")))
     whole, pieces = Tally(), Tally()
     whole.add(recs)
     for i in range(0, len(recs), 97):
