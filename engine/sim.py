@@ -17,7 +17,7 @@ from engine.module import host_locks, host_plans
 from engine.pagebytes import fill, page_bytes
 from engine.params import Timing, Workload
 from engine.policies import make_policy
-from engine.records import CONTROL, Record
+from engine.records import CONTROL, STALL, Record
 
 
 class Scenario(Protocol):
@@ -68,6 +68,16 @@ class Simulation:
         self.host_plans: dict[str, Plan] = host_plans(config.module_version)
         self.pages = page_bytes(self.layout.pages)
         self.regions = page_bytes(self.layout.pages // 512 + 1)
+        # Frozen mirror SPTEs (FROZEN_SPTE): a fault is installing this page or region.
+        self.frozen = page_bytes(self.layout.pages)
+        self.frozen_regions = page_bytes(self.layout.pages // 512 + 1)
+        # The TD epoch at each blocked page's TDH.MEM.RANGE.BLOCK (for TLB tracking).
+        self.block_epoch: dict[int, int] = {}
+        # TD attribute SEPT_VE_DISABLE: a PENDING-page access exits instead of a #VE.
+        self.sept_ve_disable: bool = bool(getattr(scenario, "sept_ve_disable", False))
+        self.vm_dead = False
+        self.memslots: list[Any] = []  # engine.script.Memslot actors
+        self._stalls: set[str] = set()  # actors a `stall` record was written for
         self.shared_attr = page_bytes(self.layout.pages)
         self.mmu_lock = RwLock()
         self.vmm_mutex = Mutex()
@@ -154,6 +164,8 @@ class Simulation:
                     fn(arg)
                 else:
                     fn.dispatch(code, arg)
+        if not heap:
+            self._idle_stall()
         if t_ns > self.now:
             self.now = t_ns
         return self.drain()
@@ -218,6 +230,30 @@ class Simulation:
         for vcpu in parked:
             self.stats["no_entry_ns"] += self.now - vcpu.parked_at
             vcpu.enter(None)
+
+    def kill_vm(self) -> None:
+        """kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU; none enters the guest again."""
+        self.vm_dead = True
+        for vcpu in self.vcpus:
+            vcpu.kick()
+
+    def stall(self, waiter: str, waits_on: list[str], why: str) -> None:
+        """Write a `stall` record, once per waiter: it cannot make progress, and neither
+        can what it waits on. The run goes on to its end."""
+        if waiter in self._stalls:
+            return
+        self._stalls.add(waiter)
+        self.emit((self.now, 0, STALL, waiter, None, None, None, None, None,
+                   {"waits_on": waits_on, "why": why}))
+
+    def _idle_stall(self) -> None:
+        """No event is left, yet some actor waits for something: nothing can wake it."""
+        waiting = [v.name for v in self.parked]
+        waiting += [v.name for v in self.vcpus if v.in_fault and not v.done]
+        if waiting or self.mmu_lock.queue or self.vmm_mutex.queue:
+            holder = "zap path (no-entry flag)" if self.parked else "mmu_lock/vmm mutex"
+            for name in waiting or ["host"]:
+                self.stall(name, [holder], "no event left that could wake it")
 
     def convert_to_private(self, gpa: int) -> None:
         _convert_to_private(self, gpa)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
 from engine.errors import InvariantError
-from engine.fault import ATTEMPT, CALL_DONE, FAULT_WORK, EptViolationHandler
+from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
@@ -61,7 +61,7 @@ INSTRUCTION: Final = 2
 ACCEPTED_EV: Final = 3
 TDCALL_BUSY_DONE: Final = 4
 AFTER_EXIT: Final = 5
-# 6, 7, 8: the fault handler's (engine.fault)
+# 6..9: the fault handler's (engine.fault)
 
 
 class Vcpu(EptViolationHandler):
@@ -96,7 +96,7 @@ class Vcpu(EptViolationHandler):
         self.hp_since = -1
         self.parked_at = 0
         self.guest_ns = 0
-        self.done = False
+        self.synthetic_end = -1  # a synthetic EPT exit's TDH.VP.ENTER returns then
         # Latencies read on every cycle, copied out of the (fixed) Timing once.
         timing = sim.timing
         self.vp_entry_ns = timing.vp_entry_ns
@@ -123,6 +123,8 @@ class Vcpu(EptViolationHandler):
             self._attempt(arg)
         elif code == TDCALL_BUSY_DONE:
             self._tdcall_busy_done(arg)
+        elif code == BUSY_DONE:
+            self._busy_done(arg)
         else:
             raise InvariantError(f"{self.name}: no event {code}")
 
@@ -133,6 +135,9 @@ class Vcpu(EptViolationHandler):
         # KVM handles a pending signal (a return to userspace) before it enters again.
         self.signal_pending = False
         sim = self.sim
+        if sim.vm_dead:  # KVM_REQ_VM_DEAD: KVM_RUN fails with -EIO from now on
+            self.done = True
+            return
         if sim.no_entry:  # the upstream zap path blocks entry: park until unblock_entry
             self.parked_at = sim.now
             sim.parked.append(self)
@@ -176,6 +181,7 @@ class Vcpu(EptViolationHandler):
                 sim.stats["synthetic_exits"] += 1
                 sim.at(t + timing.vp_entry_ns, self._release_brief, brief)
                 self.fault_gpa = missing
+                self.synthetic_end = t + dur
                 sim.at(t + dur, self._after_synthetic, None)
                 return
         sim.open_record(i)
@@ -189,7 +195,9 @@ class Vcpu(EptViolationHandler):
         self.sim.locks.release_plan(brief, self.i, 0)
 
     def _after_synthetic(self, _: Any) -> None:
+        self.synthetic_end = -1
         self.sim.locks.release_plan(_HELD, self.i, 0)
+        self.exit_pending = False
         self._fault(self.fault_gpa)
 
     def _vm_entry(self, brief: Plan) -> None:
@@ -210,25 +218,35 @@ class Vcpu(EptViolationHandler):
 
     # -- the guest -------------------------------------------------------------------
     def _resume(self) -> None:
-        """Run the guest from where it is: the rest of its compute, then its instruction."""
-        op = self.op
-        if op is None:
-            op = self.op = self.next_op()
-            self.pos = 0
-            self.compute_left = op.run_ns
-        left = self.compute_left
-        if left > 0:
-            sim = self.sim
-            end = self.compute_end = sim.now + left
-            sim.post(end, self, INSTRUCTION, self.gen)
-        else:
-            self._instruction(self.gen)
+        """Run the guest from where it is: the rest of its compute, then its instruction,
+        and on through every instruction that needs no exit (a loop, not a recursion: a
+        script may run any number of them back to back)."""
+        while True:
+            op = self.op
+            if op is None:
+                op = self.op = self.next_op()
+                self.pos = 0
+                self.compute_left = op.run_ns
+            left = self.compute_left
+            if left > 0:
+                sim = self.sim
+                end = self.compute_end = sim.now + left
+                sim.post(end, self, INSTRUCTION, self.gen)
+                return
+            if not self._step():
+                return
 
     def _instruction(self, gen: int) -> None:
         if gen != self.gen:
             return  # a kick ended this run earlier
-        sim = self.sim
         self.compute_left = 0
+        if self._step():
+            self._resume()
+
+    def _step(self) -> bool:
+        """Execute the current instruction. True: it completed without leaving the guest
+        (the guest goes on); False: it exited or issued a TDCALL."""
+        sim = self.sim
         op = self.op
         assert op is not None
         kind = op.kind
@@ -244,10 +262,11 @@ class Vcpu(EptViolationHandler):
             if state == PENDING:
                 self._tdcall_accept(gpa)
             elif state == UNMAPPED or state == BLOCKED:
+                self.exit_pending = False
                 self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
             else:
-                self.op = None  # _op_done
-                self._resume()
+                self.op = None  # done
+                return True
         else:
             gpas = op.gpas
             pages = sim.pages
@@ -259,19 +278,22 @@ class Vcpu(EptViolationHandler):
                 state = pages[gpa]
                 if shared[gpa] or state == UNMAPPED or state == BLOCKED:
                     self.pos = pos
+                    self.exit_pending = False
                     self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return
+                    return False
                 if state == PENDING:
                     self.pos = pos
-                    if op.ve:
+                    if op.ve and not sim.sept_ve_disable:
                         self._tdcall_accept(gpa)
-                    else:
+                    else:  # no #VE: an EPT-violation exit, counted by the filter
+                        self.exit_pending = True
                         self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return
+                    return False
                 pos += 1
             self.pos = pos
-            self.op = None  # _op_done
-            self._resume()
+            self.op = None  # done
+            return True
+        return False
 
     def _tdcall_accept(self, gpa: int) -> None:
         sim = self.sim
@@ -336,18 +358,27 @@ class Vcpu(EptViolationHandler):
         else:
             self._instruction(self.gen)
 
-    def kick(self) -> None:
-        """An IPI: leave guest mode as soon as the current TDCALL (if any) returns."""
+    def kick(self) -> int:
+        """An IPI (kvm_make_all_cpus_request's): leave guest mode as soon as possible.
+        Returns when this vCPU will be out of guest mode, its TD exit back in the host,
+        which is what the requester waits for: a vCPU mid-entry finishes entering, then
+        takes the IPI's exit; one in a TDCALL exits when the TDCALL returns."""
+        now = self.sim.now
         if self.entering:
             self.kick_pending = True
-        elif self.in_guest:
+            return self.enter_t + self.vp_entry_ns + self.td_exit_ns
+        if self.in_guest:
             if self.in_tdcall:
                 self.kick_pending = True
-                return
+                return max(self.tdcall_end, now) + self.td_exit_ns
             self.gen += 1
             if self.compute_left:
-                self.compute_left = max(0, self.compute_end - self.sim.now)
+                self.compute_left = max(0, self.compute_end - now)
             self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return now + self.td_exit_ns
+        if self.synthetic_end >= 0:  # inside a TDH.VP.ENTER that returns a synthetic exit
+            return self.synthetic_end
+        return now
 
     # -- the TD exit -----------------------------------------------------------------
     def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:

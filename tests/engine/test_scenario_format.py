@@ -70,7 +70,7 @@ def test_vcpu_must_be_an_array_of_tables() -> None:
 def test_unknown_key_in_a_vcpu_table() -> None:
     assert errors("[[vcpu]]\nindex = 0\nve = true\n") == [
         "f.toml: vcpu[0].ve: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, script"]
+        "memory_fault, host_delay_ns, jitter_ns, script"]
 
 
 def test_index_and_indices() -> None:
@@ -237,7 +237,7 @@ def test_validate_prints_each_error_on_its_own_line(tmp_path: Path,
     assert out.out == ""
     assert out.err.splitlines() == [
         f"{bad}: vcpu[0].foo: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, script",
+        "memory_fault, host_delay_ns, jitter_ns, script",
         f"{bad}: zap[0].gpa: 0x1 is not page-aligned; accepted: a byte address that is a "
         "multiple of 0x1000 (4 KiB pages)"]
     good = tmp_path / "good.toml"
