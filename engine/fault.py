@@ -137,6 +137,13 @@ class EptViolationHandler(Actor):
             for slot in sim.memslots:
                 if slot.lo <= gpa < slot.hi and slot.state:
                     return self._fault_end(slot.fault(self))
+        self._walk()
+
+    def _walk(self) -> None:
+        """The TDP MMU walk down to the leaf: install what is missing, one level at a
+        time (the checks above ran once, before it, as kvm_faultin_pfn's do)."""
+        sim = self.sim
+        gpa = self.fault_gpa
         region = gpa >> 9
         if not sim.regions[region]:
             if sim.frozen_regions[region]:
@@ -250,7 +257,7 @@ class EptViolationHandler(Actor):
                                      f"{sim.pages[gpa]}: its SPTE was frozen")
             sim.pages[gpa] = PENDING
         self._unfreeze()
-        self._fault_work(None)  # the walk goes on: the AUG after a SEPT.ADD
+        self._walk()  # the walk goes on: the AUG after a SEPT.ADD
 
     # -- the end of one run of the fault, and the local retry -----------------------
     def _fault_end(self, result: int) -> None:

@@ -114,12 +114,15 @@ class Memslot:
         self.state = ACTIVE
         self.recreate_ns = delete_ns + recreate_after_ns
         self.waiting: list[EptViolationHandler] = []  # vCPUs userspace re-enters at recreation
+        self.spinning: list[EptViolationHandler] = []  # vCPUs retrying locally on INVALID
         sim.at(delete_ns, self._delete)
 
     def fault(self, vcpu: EptViolationHandler) -> int:
         """What a fault on this slot returns while it is not ACTIVE."""
         sim = self.sim
         if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
+            if vcpu not in self.spinning:
+                self.spinning.append(vcpu)
             return _RETRY
         if self.state == INVALID and not sim.policy.local_retry:
             return _RETRY  # RET_PF_RETRY by re-entering the guest
@@ -144,7 +147,7 @@ class Memslot:
         if not inside:
             self.zapper.zap_now(self._zapped)
             return
-        if not sim.policy.breaks_on_invalid_memslot and sim.policy.local_retry:
+        if all(v in self.spinning for v in inside) and sim.policy.local_retry:
             sim.stall(self.name, [v.name for v in inside],
                       "memslot deletion waits for an SRCU grace period; the vCPUs retry "
                       "their fault on the INVALID slot inside it and never leave")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from engine.config import Config
-from engine.params import Timing
 from engine.module import SEPT_WRAPPED
+from engine.params import Timing
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG, RERUN, make_policy
 from engine.status import TDX_ERROR_SEPT_BUSY, TDX_OPERAND_BUSY, TDX_PREVIOUS_TLB_EPOCH_BUSY
 from tests.engine.support import calls_by_actor, logical_calls, run_records

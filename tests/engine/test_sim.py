@@ -62,8 +62,8 @@ def test_posted_and_called_events_share_one_order() -> None:
 
 def test_an_actor_without_a_dispatch_of_its_own_is_a_broken_invariant() -> None:
     """An event posted to an actor that does not handle events fails loudly, by name."""
-    from engine.errors import InvariantError
     from engine.actor import Actor
+    from engine.errors import InvariantError
 
     with pytest.raises(InvariantError, match="Actor was posted event 3"):
         Actor().dispatch(3, None)

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from engine.config import Config
-from engine.records import CONTROL
 from engine.module import SEPT_WRAPPED
+from engine.records import CONTROL
 from engine.scenario import builtin_scenario
 from engine.sim import replay
 from engine.status import OPERANDS
