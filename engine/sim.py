@@ -11,6 +11,8 @@ from engine.actor import Actor
 from engine.config import LIVE_FIELDS, Config
 from engine.errors import ConfigError, EngineError
 from engine.guest import Layout
+from engine.heap import Event, push, replace
+from engine.heap import pop as heap_pop
 from engine.hostlocks import Mutex, RwLock
 from engine.locks import LockTable, Plan
 from engine.module import host_locks, host_plans
@@ -128,9 +130,9 @@ class Simulation:
         Events have unique (t_ns, seq) keys, so the order of popping is the same."""
         if self._spent:
             self._spent = False
-            _replace(self._heap, event)
+            replace(self._heap, event)
         else:
-            _push(self._heap, event)
+            push(self._heap, event)
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
@@ -154,7 +156,7 @@ class Simulation:
                     actor.dispatch(code, event.arg)
                 if self._spent:  # it scheduled nothing
                     self._spent = False
-                    _pop(heap)
+                    heap_pop(heap)
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
@@ -264,71 +266,6 @@ class Simulation:
             if lo <= gpa < hi:
                 return True
         return False
-
-
-class Event:
-    """An event of the compiled engine's heap: `target(arg)` when `code` < 0, else
-    `target.dispatch(code, arg)`, at `t_ns`; `seq` orders events at one time."""
-
-    __slots__ = ("t_ns", "seq", "target", "arg", "code")
-
-    def __init__(self, t_ns: int, seq: int, target: Any, arg: Any, code: int) -> None:
-        self.t_ns = t_ns
-        self.seq = seq
-        self.target = target
-        self.arg = arg
-        self.code = code
-
-
-def _sift_up(heap: list[Event], pos: int, item: Event) -> None:
-    t_ns = item.t_ns
-    seq = item.seq
-    while pos > 0:
-        up = (pos - 1) >> 1
-        parent = heap[up]
-        # (t_ns, seq) of item < parent's, spelt out: compiled, two native compares
-        if parent.t_ns < t_ns or (parent.t_ns == t_ns and parent.seq < seq):
-            break
-        heap[pos] = parent
-        pos = up
-    heap[pos] = item
-
-
-def _push(heap: list[Event], item: Event) -> None:
-    """heapq.heappush for the compiled engine."""
-    heap.append(item)
-    _sift_up(heap, len(heap) - 1, item)
-
-
-def _replace(heap: list[Event], item: Event) -> None:
-    """heapq.heapreplace for the compiled engine, without returning the old top (the same
-    sift as heapq: the hole goes down to a leaf along the earlier children, then `item`
-    goes up from there)."""
-    end = len(heap)
-    pos = 0
-    child = 1
-    while child < end:
-        node = heap[child]
-        right = child + 1
-        if right < end:
-            other = heap[right]
-            if other.t_ns < node.t_ns or (other.t_ns == node.t_ns and other.seq < node.seq):
-                child = right
-                node = other
-        heap[pos] = node
-        pos = child
-        child = 2 * pos + 1
-    _sift_up(heap, pos, item)
-
-
-def _pop(heap: list[Event]) -> Event:
-    """heapq.heappop for the compiled engine."""
-    last = heap.pop()
-    if not heap:
-        return last
-    top = heap[0]
-    _replace(heap, last)
-    return top
 
 
 def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,

@@ -1,33 +1,26 @@
-"""A vCPU thread's run loop: TDH.VP.ENTER, the guest's run, kicks, and the TD exit."""
+"""A vCPU thread's run loop: TDH.VP.ENTER, kicks, and the TD exit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
 from engine.errors import InvariantError
-from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, EptViolationHandler
-from engine.guest import ACCEPT as OP_ACCEPT
-from engine.guest import HLT as OP_HLT
-from engine.guest import IO as OP_IO
-from engine.guest import STOP as OP_STOP
+from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK
+from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
 from engine.locks import Plan
 from engine.module import (
-    GUEST_PLANS,
     VP_ENTER_BRIEF_PLAN,
     VP_ENTER_BRIEF_ZERO_STEP_PLAN,
     VP_ENTER_HELD_PLAN,
 )
-from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
+from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, UNMAPPED
 from engine.records import (
     BUSY,
     ERROR,
     GIVEUP,
-    HP_TIMEOUT,
     SEAMCALL,
     SUCCESS,
-    TDCALL,
     ZERO_STEP,
     ZERO_STEP_ARMED,
     ZERO_STEP_DISARMED,
@@ -37,9 +30,6 @@ from engine.status import (
     EXIT_EXTERNAL_INTERRUPT,
     EXIT_HLT,
     EXIT_IO,
-    STATUS_CLASS_MASK,
-    TDX_HOST_PRIORITY_BUSY_TIMEOUT,
-    TDX_OPERAND_BUSY_HOST_PRIORITY,
 )
 from engine.zerostep import ZeroStepFilter
 
@@ -47,53 +37,37 @@ if TYPE_CHECKING:
     from engine.sim import Simulation
 
 VP_ENTER: Final = "TDH.VP.ENTER"
-ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
-EXIT_STOP: Final = -1  # the script ended: the vCPU halts for good
 
-_ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 _HELD = VP_ENTER_HELD_PLAN
 
 
 # The vCPU's frequent events, posted as (vcpu, code, arg) and run by Vcpu.dispatch.
 ENTER: Final = 0
 VM_ENTRY: Final = 1
-INSTRUCTION: Final = 2
-ACCEPTED_EV: Final = 3
-TDCALL_BUSY_DONE: Final = 4
 AFTER_EXIT: Final = 5
-# 6..9: the fault handler's (engine.fault)
+# 2..4: the guest's (engine.guestrun); 6..9: the fault handler's (engine.fault)
 
 
-class Vcpu(EptViolationHandler):
-    """One vCPU and the host thread that runs it. Methods named after events take `_`:
-    they are called by the event heap with one (ignored) argument."""
+class Vcpu(GuestRun):
+    """One vCPU and the host thread that runs it: KVM's run loop (vcpu_enter_guest and
+    tdx_vcpu_run in arch/x86/kvm/x86.c and vmx/tdx.c): TDH.VP.ENTER, the TD exit, kicks.
+    The guest's part of a run is engine.guestrun.GuestRun's, the EPT-violation handler
+    engine.fault's. Methods named after events take `_`: they are called by the event
+    heap with one (ignored) argument."""
 
     def __init__(self, sim: Simulation, index: int, guest: g.Guest,
                  memory_fault_ignore: int = 0) -> None:
-        super().__init__(sim, index)
-        self.guest = guest
-        # The guest is any object with next_op (a Protocol): called through a bound method
-        # fetched once rather than looked up by name per instruction.
-        self.next_op: Callable[[], g.Op] = guest.next_op
+        super().__init__(sim, index, guest)
         self.zs = ZeroStepFilter()
         self.memory_fault_ignore = memory_fault_ignore
-        self.tdcall_end = 0
-        self.op: g.Op | None = None
-        self.pos = 0
-        self.compute_left = 0
-        self.compute_end = 0
-        self.gen = 0
         self.in_guest = False
         self.entering = False
-        self.in_tdcall = False
-        self.kick_pending = False
         self.record_open = False  # its VP.ENTER record is open (sim.open_record)
         self.enter_t = 0
         self.entered_attempt = 1  # the attempt of the VP.ENTER that entered
         self.vm_entry_t = 0
         self.enter_attempt = 1
         self.entry_epoch = 0
-        self.hp_since = -1
         self.parked_at = 0
         self.guest_ns = 0
         self.synthetic_end = -1  # a synthetic EPT exit's TDH.VP.ENTER returns then
@@ -101,7 +75,6 @@ class Vcpu(EptViolationHandler):
         timing = sim.timing
         self.vp_entry_ns = timing.vp_entry_ns
         self.td_exit_ns = timing.td_exit_ns
-        self.accept_ns = timing.accept_ns
         self.io_ns = timing.io_ns
 
     def dispatch(self, code: int, arg: Any) -> None:
@@ -215,148 +188,6 @@ class Vcpu(EptViolationHandler):
             self._exit(EXIT_EXTERNAL_INTERRUPT)
             return
         self._resume()
-
-    # -- the guest -------------------------------------------------------------------
-    def _resume(self) -> None:
-        """Run the guest from where it is: the rest of its compute, then its instruction,
-        and on through every instruction that needs no exit (a loop, not a recursion: a
-        script may run any number of them back to back)."""
-        while True:
-            op = self.op
-            if op is None:
-                op = self.op = self.next_op()
-                self.pos = 0
-                self.compute_left = op.run_ns
-            left = self.compute_left
-            if left > 0:
-                sim = self.sim
-                end = self.compute_end = sim.now + left
-                sim.post(end, self, INSTRUCTION, self.gen)
-                return
-            if not self._step():
-                return
-
-    def _instruction(self, gen: int) -> None:
-        if gen != self.gen:
-            return  # a kick ended this run earlier
-        self.compute_left = 0
-        if self._step():
-            self._resume()
-
-    def _step(self) -> bool:
-        """Execute the current instruction. True: it completed without leaving the guest
-        (the guest goes on); False: it exited or issued a TDCALL."""
-        sim = self.sim
-        op = self.op
-        assert op is not None
-        kind = op.kind
-        if kind == OP_IO:
-            self._exit(EXIT_IO, -1, False, -1)
-        elif kind == OP_HLT:
-            self._exit(EXIT_HLT, -1, False, -1)
-        elif kind == OP_STOP:
-            self._exit(EXIT_STOP, -1, False, -1)
-        elif kind == OP_ACCEPT:
-            gpa = op.gpas[0]
-            state = sim.pages[gpa]
-            if state == PENDING:
-                self._tdcall_accept(gpa)
-            elif state == UNMAPPED or state == BLOCKED:
-                self.exit_pending = False
-                self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
-            else:
-                self.op = None  # done
-                return True
-        else:
-            gpas = op.gpas
-            pages = sim.pages
-            shared = sim.shared_attr
-            pos = self.pos
-            n = len(gpas)
-            while pos < n:
-                gpa = gpas[pos]
-                state = pages[gpa]
-                if shared[gpa] or state == UNMAPPED or state == BLOCKED:
-                    self.pos = pos
-                    self.exit_pending = False
-                    self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return False
-                if state == PENDING:
-                    self.pos = pos
-                    if op.ve and not sim.sept_ve_disable:
-                        self._tdcall_accept(gpa)
-                    else:  # no #VE: an EPT-violation exit, counted by the filter
-                        self.exit_pending = True
-                        self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return False
-                pos += 1
-            self.pos = pos
-            self.op = None  # done
-            return True
-        return False
-
-    def _tdcall_accept(self, gpa: int) -> None:
-        sim = self.sim
-        t = sim.now
-        fail = sim.locks.try_plan(_ACCEPT_PLAN, self.i, gpa, False)
-        self.in_tdcall = True
-        if fail is None:
-            self.hp_since = -1
-            dur = self.accept_ns
-            self.tdcall_end = t + dur
-            sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
-            sim.post(t + dur, self, ACCEPTED_EV, gpa)
-            return
-        timing = sim.timing
-        # The BUSY goes back to the guest's handler, which re-executes the instruction:
-        # each try is its own logical call.
-        self.tdcall_end = t + self.seamcall_ns
-        sim.emit((t, self.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
-                  1, GIVEUP, None))
-        if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
-            if self.hp_since < 0:
-                self.hp_since = t
-            elif t - self.hp_since >= timing.hp_lock_timeout_ns:
-                self.hp_since = -1
-                sim.stats["hp_timeouts"] += 1
-                sim.emit((t, 0, HP_TIMEOUT, self.name, ACCEPT, None, None, None, None,
-                          {"gpa": hex(gpa << 12)}))
-                sim.at(t + timing.seamcall_ns, self._forced_exit, None)
-                return
-        sim.post(t + self.seamcall_ns, self, TDCALL_BUSY_DONE)
-
-    def _forced_exit(self, _: Any) -> None:
-        self.in_tdcall = False
-        self.kick_pending = False
-        self._exit(EXIT_EXTERNAL_INTERRUPT, status=TDX_HOST_PRIORITY_BUSY_TIMEOUT)
-
-    def _tdcall_busy_done(self, _: Any) -> None:
-        self.in_tdcall = False
-        if self.kick_pending:
-            self.kick_pending = False
-            self._exit(EXIT_EXTERNAL_INTERRUPT)
-            return
-        self.compute_left = self.sim.timing.guest_retry_gap_ns
-        self._resume()
-
-    def _accepted(self, gpa: int) -> None:
-        sim = self.sim
-        sim.locks.release_plan(_ACCEPT_PLAN, self.i, gpa)
-        pages = sim.pages
-        if pages[gpa] == PENDING:
-            pages[gpa] = ACCEPTED
-        self.in_tdcall = False
-        op = self.op
-        if op is not None and op.kind == OP_ACCEPT:
-            self.op = None
-        if self.kick_pending:
-            self.kick_pending = False
-            self._exit(EXIT_EXTERNAL_INTERRUPT)
-            return
-        if self.op is None:
-            self._resume()
-        else:
-            self._instruction(self.gen)
 
     def kick(self) -> int:
         """An IPI (kvm_make_all_cpus_request's): leave guest mode as soon as possible.

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sim import Event, _pop, _push, _replace
+from engine.heap import Event
+from engine.heap import pop as _pop
+from engine.heap import push as _push
+from engine.heap import replace as _replace
 
 
 @given(st.lists(st.tuples(st.sampled_from(("push", "pop", "replace")), st.integers(0, 5)),
