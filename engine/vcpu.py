@@ -244,7 +244,10 @@ class Vcpu(GuestRun):
                       {"count": self.zs.counter, "rip": hex(rip), "gpa": hex(gpa << 12)}))
 
     def close_at_end(self) -> None:
-        """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record."""
+        """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record. (Or in
+        upstream's local retry: its held BUSY would have been retried, `busy`.)"""
+        if self.held is not None:
+            self._resolve(BUSY)
         if self.record_open:
             self.record_open = False
             start = self.enter_t

@@ -194,3 +194,14 @@ def test_bounded_reenters_a_busy_vp_enter_with_no_cap_and_no_giveup() -> None:
                       (9200, 3, "busy"), (10_300, 4, "busy"), (11_400, 5, "busy"),
                       (12_500, 6, "busy"), (13_600, 7, "busy"), (14_700, 8, "success"),
                       (21_700, 1, "success")]
+
+
+def test_a_run_that_ends_during_upstreams_rerun_closes_the_held_busy() -> None:
+    """The run ends while upstream's fault is between a BUSY and its next run (the
+    record's outcome not yet decided): finish() writes it as `busy`, and every record
+    after it is handed out too."""
+    guests = [[access(0x10, PAGE)], [access(0x20, PAGE, run_ns=4500)]]
+    extra = hold(SEPT_TREE, True, 0x92, 5000, 10_000, mapped_region=1)
+    log = log_of("upstream", guests, extra, end_ns=6500)
+    assert calls(log) == [(0, "vcpu0", ENTER, 1, "success"), (0, "vcpu1", ENTER, 1, "success"),
+                          (6000, "vcpu0", AUG, 1, "busy")]
