@@ -22,6 +22,7 @@ FAULT_WORK: Final = 6
 CALL_DONE: Final = 7
 ATTEMPT: Final = 8
 BUSY_DONE: Final = 9
+WALK: Final = 10
 
 # What one run of the fault returned (kvm_tdp_mmu_map's RET_PF_*).
 _FIXED: Final = 0  # mapped, by this fault or before it
@@ -145,6 +146,12 @@ class EptViolationHandler(Actor):
         sim = self.sim
         gpa = self.fault_gpa
         region = gpa >> 9
+        if not self.holds_vmm and sim.policy.serialise_sept and (
+                not sim.regions[region] or sim.pages[gpa] == UNMAPPED):
+            # vmm_lock: the host mutex around the SEPT SEAMCALLs; after the wait the walk
+            # runs again, and may find everything mapped by now.
+            sim.vmm_mutex.acquire(self._vmm_granted)
+            return
         if not sim.regions[region]:
             if sim.frozen_regions[region]:
                 return self._fault_end(_RETRY)  # is_frozen_spte: another vCPU installs it
@@ -177,19 +184,16 @@ class EptViolationHandler(Actor):
             self.attempt = 1
         else:
             self.attempt += 1  # the same call again after the re-run fault
-        if self.sim.policy.serialise_sept:
-            self.sim.vmm_mutex.acquire(self._vmm_granted)
-        elif self.host_delay_ns:
+        if self.host_delay_ns:
             self.sim.post(self.sim.now + self.host_delay_ns, self, ATTEMPT)
         else:
             self._attempt(None)
 
     def _vmm_granted(self) -> None:
+        # An event, not a call: the mutex is handed over inside the holder's release, and
+        # a chain of waiters must not become a chain of nested calls.
         self.holds_vmm = True
-        if self.host_delay_ns:
-            self.sim.post(self.sim.now + self.host_delay_ns, self, ATTEMPT)
-        else:
-            self._attempt(None)
+        self.sim.post(self.sim.now, self, WALK)
 
     def _resolve(self, outcome: str) -> None:
         """Write the held BUSY record with its outcome, in the place it holds."""
@@ -234,7 +238,6 @@ class EptViolationHandler(Actor):
 
     def _busy_done(self, _: Any) -> None:
         """The BUSY went back to the TDP MMU: restore the SPTE; RET_PF_RETRY."""
-        self._release_vmm()
         self._unfreeze()
         self._fault_end(_RETRY)
 
@@ -247,8 +250,6 @@ class EptViolationHandler(Actor):
         sim = self.sim
         gpa = self.fault_gpa
         sim.locks.release_plan(steps, self.i, gpa)
-        if self.holds_vmm:
-            self._release_vmm()
         if self.leaf == SEPT_ADD:
             sim.regions[gpa >> 9] = 1
         else:
@@ -262,6 +263,7 @@ class EptViolationHandler(Actor):
     # -- the end of one run of the fault, and the local retry -----------------------
     def _fault_end(self, result: int) -> None:
         sim = self.sim
+        self._release_vmm()
         sim.mmu_lock.release(False)
         if result == _RETRY and self._retry_locally():
             self._run_fault()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
 from engine.errors import InvariantError
-from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK
+from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
 from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
 from engine.locks import Plan
 from engine.module import (
@@ -45,7 +45,7 @@ _HELD = VP_ENTER_HELD_PLAN
 ENTER: Final = 0
 VM_ENTRY: Final = 1
 AFTER_EXIT: Final = 5
-# 2..4: the guest's (engine.guestrun); 6..9: the fault handler's (engine.fault)
+# 2..4: the guest's (engine.guestrun); 6..10: the fault handler's (engine.fault)
 
 
 class Vcpu(GuestRun):
@@ -98,6 +98,8 @@ class Vcpu(GuestRun):
             self._tdcall_busy_done(arg)
         elif code == BUSY_DONE:
             self._busy_done(arg)
+        elif code == WALK:
+            self._walk()
         else:
             raise InvariantError(f"{self.name}: no event {code}")
 

@@ -94,11 +94,19 @@ def test_upstream_reruns_the_fault_and_issues_nothing_once_the_gfn_is_mapped() -
         (10_500, "vcpu1", ENTER, 1, "success")]  # vcpu1 met the frozen SPTE: re-entered
 
 
-def test_vmm_lock_waits_for_its_mutex_with_the_spte_frozen() -> None:
-    """vmm_lock: the SPTE is frozen before the mutex wait, so the GFN is still unmapped
-    when the SEAMCALL runs and no other vCPU AUGs it meanwhile: one AUG, never two."""
+def test_vmm_lock_runs_the_walk_again_after_its_mutex_wait() -> None:
+    """vmm_lock: the host mutex around the SEPT SEAMCALLs. vcpu1 and vcpu2 wait for it
+    while vcpu0 installs the GFN; after the wait each runs the walk again, finds the GFN
+    mapped and issues nothing, and enters the guest once more (no re-fault): one SEPT.ADD,
+    one AUG in all."""
     log = log_of("vmm_lock", [[access(0x10, PAGE)], [access(0x20, PAGE)], [access(0x30, PAGE)]])
-    assert [c for c in calls(log) if c[2] == AUG] == [(9500, "vcpu0", AUG, 1, "success")]
+    assert calls(log)[:8] == [
+        (0, "vcpu0", ENTER, 1, "success"), (0, "vcpu1", ENTER, 1, "success"),
+        (0, "vcpu2", ENTER, 1, "success"),
+        (6000, "vcpu0", "TDH.MEM.SEPT.ADD", 1, "success"), (9500, "vcpu0", AUG, 1, "success"),
+        (13_000, "vcpu0", ENTER, 1, "success"), (13_000, "vcpu1", ENTER, 1, "success"),
+        (13_000, "vcpu2", ENTER, 1, "success")]
+    assert [c[1] for c in calls(log) if c[2] in (AUG, "TDH.MEM.SEPT.ADD")] == ["vcpu0", "vcpu0"]
 
 
 # -- kicks wait ----------------------------------------------------------------------------
