@@ -90,6 +90,11 @@ class Zapper:
     # -- the sequence: BLOCK each, TRACK, kick, REMOVE each ----------------------------
     def _next(self) -> None:
         n = len(self.batch)
+        pages = self.sim.pages
+        # Pages whose BLOCK gave up are not removed: skip them in a loop (a batch may be
+        # a whole memslot).
+        while n + 2 <= self.step < 2 * n + 2 and pages[self.batch[self.step - n - 2]] != BLOCKED:
+            self.step += 1
         step = self.step
         if step < n:
             self._call(BLOCK, self.batch[step])
@@ -98,12 +103,7 @@ class Zapper:
         elif step == n + 1:
             self._kick(self._kicked)
         elif step < 2 * n + 2:
-            page = self.batch[step - n - 2]
-            if self.sim.pages[page] == BLOCKED:
-                self._call(REMOVE, page)
-            else:
-                self.step += 1
-                self._next()
+            self._call(REMOVE, self.batch[step - n - 2])
         else:
             self._finish()
 
