@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.build import Builder
 from engine.config import VCPUS_RANGE, Config, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
@@ -29,6 +30,8 @@ from engine.script import (
     parse_actors,
     parse_vcpus,
 )
+from engine.vcpu import Vcpu
+from engine.zap import Zapper
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -77,10 +80,6 @@ class Scenario:
         workload's zap thread, then the file's host actors. A [[vcpu]] or [[signal]] table
         naming a vCPU the run does not have is left out (Scenario.config refuses that).
         """
-        from engine.build import Builder
-        from engine.vcpu import Vcpu
-        from engine.zap import Zapper
-
         layout: Layout = sim.layout
         for lo, hi in self.shared:
             sim.shared_ranges.append((lo, hi))
