@@ -89,7 +89,7 @@ class Simulation:
         self.invalidations: list[tuple[int, int]] = []
         self.shared_ranges: list[tuple[int, int]] = []
         self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
-                      "no_entry_ns": 0, "leaked_pages": 0}
+                      "no_entry_ns": 0, "leaked_pages": 0, "vm_dead": 0, "stalls": 0}
         # Records not yet handed out. A VP.ENTER record's place is held from the entry
         # (its start) and filled at the exit, when its duration and status are known.
         self._out: list[Record] = []
@@ -236,6 +236,7 @@ class Simulation:
     def kill_vm(self) -> None:
         """kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU; none enters the guest again."""
         self.vm_dead = True
+        self.stats["vm_dead"] = 1
         for vcpu in self.vcpus:
             vcpu.kick()
 
@@ -245,6 +246,7 @@ class Simulation:
         if waiter in self._stalls:
             return
         self._stalls.add(waiter)
+        self.stats["stalls"] += 1
         self.emit((self.now, 0, STALL, waiter, None, None, None, None, None,
                    {"waits_on": waits_on, "why": why}))
 

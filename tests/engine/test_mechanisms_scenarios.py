@@ -35,6 +35,12 @@ def log_of(body: str, vcpus: int = 1, end_us: int = 400, td: str = "", workload:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
+def summary_of(body: str, vcpus: int = 1, end_us: int = 400, td: str = "",
+               **overrides: Any) -> dict[str, Any]:
+    sc = parse(HEAD.format(vcpus=vcpus, td=td, workload="") + body, "t.toml")
+    return run(sc.config(**overrides), sc, end_us * 1000)
+
+
 def kinds(log: list[dict[str, Any]]) -> Counter[str]:
     """Records by kind, seamcalls by leaf."""
     return Counter(r["leaf"] if r["kind"] == "seamcall" else r["kind"] for r in log)
@@ -151,6 +157,7 @@ def test_a_local_retry_that_never_leaves_an_invalid_slot_is_a_stall(
     assert "SRCU" in stalls[0]["why"]
     assert not [r for r in log if r["kind"] == "memslot" and r["action"] == "recreate"]
     assert any(r["actor"] == "vcpu1" and r["kind"] == "tdcall" for r in log)
+    assert summary_of(SLOT, vcpus=2, policy="upstream", end_us=600)["stalls"] == 1
 
 
 def test_no_event_left_with_a_vcpu_parked_is_a_stall() -> None:
@@ -186,6 +193,7 @@ script = [{step = "io", rip = 2, repeat = 100}]
     assert [(r["t_ns"], r["actor"], r["gpa"]) for r in dead] == [(17_000, "vcpu0", "0x10000")]
     assert not [r for r in log if r["leaf"] == "TDH.VP.ENTER" and r["t_ns"] > 17_000]
     assert not [r for r in log if r["kind"] == "tdcall"]  # no #VE, so no ACCEPT
+    assert summary_of(body, vcpus=2, td="sept_ve_disable = true", end_us=100)["vm_dead"] == 1
     alive = log_of(body, vcpus=2, policy="upstream", end_us=100)
     assert not [r for r in alive if r["kind"] == "vm_dead"]
     assert [r for r in alive if r["actor"] == "vcpu1" and r["t_ns"] > 17_000]
