@@ -26,7 +26,7 @@ WALK: Final = 10
 
 # What one run of the fault returned (kvm_tdp_mmu_map's RET_PF_*).
 _FIXED: Final = 0  # mapped, by this fault or before it
-_RETRY: Final = 1  # RET_PF_RETRY: run the fault again
+RETRY: Final = 1  # RET_PF_RETRY: run the fault again
 USERSPACE: Final = 2  # an exit to userspace, which re-enters the vCPU itself (a memslot)
 
 
@@ -131,9 +131,9 @@ class EptViolationHandler(Actor):
         sim = self.sim
         gpa = self.fault_gpa
         if sim.vm_dead:
-            return self._fault_end(_RETRY)
+            return self._fault_end(RETRY)
         if sim.invalidations and sim.invalidating(gpa):
-            return self._fault_end(_RETRY)  # mmu_invalidate_retry_gfn: RET_PF_RETRY
+            return self._fault_end(RETRY)  # mmu_invalidate_retry_gfn: RET_PF_RETRY
         if sim.memslots:
             for slot in sim.memslots:
                 if slot.lo <= gpa < slot.hi and slot.state:
@@ -154,13 +154,13 @@ class EptViolationHandler(Actor):
             return
         if not sim.regions[region]:
             if sim.frozen_regions[region]:
-                return self._fault_end(_RETRY)  # is_frozen_spte: another vCPU installs it
+                return self._fault_end(RETRY)  # is_frozen_spte: another vCPU installs it
             sim.frozen_regions[region] = 1
             self.frozen = -2 - region
             self._call(SEPT_ADD)
         elif sim.pages[gpa] == UNMAPPED:
             if sim.frozen[gpa]:
-                return self._fault_end(_RETRY)
+                return self._fault_end(RETRY)
             sim.frozen[gpa] = 1
             self.frozen = gpa
             self._call(AUG)
@@ -239,7 +239,7 @@ class EptViolationHandler(Actor):
     def _busy_done(self, _: Any) -> None:
         """The BUSY went back to the TDP MMU: restore the SPTE; RET_PF_RETRY."""
         self._unfreeze()
-        self._fault_end(_RETRY)
+        self._fault_end(RETRY)
 
     def _release_vmm(self) -> None:
         if self.holds_vmm:
@@ -265,7 +265,7 @@ class EptViolationHandler(Actor):
         sim = self.sim
         self._release_vmm()
         sim.mmu_lock.release(False)
-        if result == _RETRY and self._retry_locally():
+        if result == RETRY and self._retry_locally():
             self._run_fault()
             return
         if self.held is not None:

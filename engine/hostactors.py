@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.fault import RETRY, USERSPACE
 from engine.records import MEMORY_FAULT
 from engine.script import (
     INVALIDATE,
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 ACTIVE: Final = 0
 INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
 DELETED: Final = 2  # gone until userspace recreates it
-_RETRY: Final = 1  # engine.fault's RET_PF_RETRY
-_USERSPACE: Final = 2  # engine.fault's exit to userspace
 
 
 def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
@@ -123,14 +122,14 @@ class Memslot:
         if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
             if vcpu not in self.spinning:
                 self.spinning.append(vcpu)
-            return _RETRY
+            return RETRY
         if self.state == INVALID and not sim.policy.local_retry:
-            return _RETRY  # RET_PF_RETRY by re-entering the guest
+            return RETRY  # RET_PF_RETRY by re-entering the guest
         # The memslot is invalid (6.18's break-out) or gone: KVM_EXIT_MEMORY_FAULT.
         sim.emit((sim.now, 0, MEMORY_FAULT, vcpu.name, None, None, None, None, None,
                   {"gpa": hex(vcpu.fault_gpa << PAGE_SHIFT), "action": "wait_memslot"}))
         self.waiting.append(vcpu)
-        return _USERSPACE
+        return USERSPACE
 
     def _delete(self, _: Any) -> None:
         self.state = INVALID
