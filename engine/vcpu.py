@@ -105,6 +105,9 @@ class Vcpu(GuestRun):
 
     # -- entering the guest ----------------------------------------------------------
     def enter(self, _: Any) -> None:
+        """KVM's run loop enters the guest (vcpu_enter_guest -> tdx_vcpu_run ->
+        TDH.VP.ENTER): not on a dead VM, not while the zap path's no-entry flag is set
+        (wait_for_sept_zap), else the module's entry with its zero-step filter."""
         if self.done:
             return
         # KVM handles a pending signal (a return to userspace) before it enters again.
