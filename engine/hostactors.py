@@ -150,7 +150,7 @@ class Memslot:
             sim.stall(self.name, [v.name for v in inside],
                       "memslot deletion waits for an SRCU grace period; the vCPUs retry "
                       "their fault on the INVALID slot inside it and never leave")
-        sim.at(sim.now + sim.timing.kvm_fault_ns, self._grace)
+        sim.at(sim.now + max(sim.timing.kvm_fault_ns, 1), self._grace)  # time must move
 
     def _zapped(self) -> None:
         self.state = DELETED
