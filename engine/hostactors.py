@@ -41,8 +41,15 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             zaps += 1
         elif isinstance(spec, InvalidateSpec):
             windows = [(t, t + spec.duration_ns) for t in spec.times_ns]
+            zapper = None
+            if spec.zap:
+                zapper = Zapper(sim, zaps, spec.hi - spec.lo, 0, 0, (), ((spec.lo, spec.hi),),
+                                on_demand=True)
+                zaps += 1
             sim.host_actors.append(Invalidation(sim, f"invalidate{counts[INVALIDATE]}",
-                                                spec.lo, spec.hi, windows))
+                                                spec.lo, spec.hi, windows, zapper))
+            if zapper is not None:
+                sim.host_actors.append(zapper)
             counts[INVALIDATE] += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
@@ -69,13 +76,17 @@ class Invalidation:
     """An MMU-notifier invalidation over a range (munmap, hole punch): while a window is
     open, faults on the range return RET_PF_RETRY (mmu_invalidate_retry_gfn in
     kvm_faultin_pfn), so `upstream` retries locally for the whole window and the re-entry
-    policies re-enter the guest once per re-fault. `invalidate` records mark each window."""
+    policies re-enter the guest once per re-fault. `invalidate` records mark each window.
+    With a `zapper`, the window's start also zaps the range's mapped pages
+    (kvm_mmu_unmap_gfn_range from the notifier's invalidate_range_start)."""
 
     def __init__(self, sim: Simulation, name: str, lo: int, hi: int,
-                 windows: list[tuple[int, int]]) -> None:
+                 windows: list[tuple[int, int]], zapper: Zapper | None = None) -> None:
         self.sim = sim
         self.name = name
         self.range = (lo, hi)
+        self.zapper = zapper
+        self.zapping = False
         for open_ns, close_ns in windows:
             sim.at(open_ns, self._open)
             sim.at(close_ns, self._close)
@@ -83,6 +94,12 @@ class Invalidation:
     def _open(self, _: Any) -> None:
         self.sim.invalidations.append(self.range)
         _record(self.sim, INVALIDATE, self.name, *self.range, "start")
+        if self.zapper is not None and not self.zapping:  # one zap batch at a time
+            self.zapping = True
+            self.zapper.zap_now(self._zapped)
+
+    def _zapped(self) -> None:
+        self.zapping = False
 
     def _close(self, _: Any) -> None:
         self.sim.invalidations.remove(self.range)

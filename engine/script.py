@@ -50,7 +50,7 @@ STEP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shared": (("gpa",), ("pages",)),
     "zap": (("gpa",), ("pages", "at_us", "every_us", "start_us", "batch_pages")),
-    "invalidate": (("gpa", "at_us", "duration_us"), ("pages",)),
+    "invalidate": (("gpa", "at_us", "duration_us"), ("pages", "zap")),
     "signal": (("vcpu", "every_us"), ("start_us", "count")),
     "memslot": (("gpa", "delete_at_us", "recreate_after_us"), ("pages",)),
 }
@@ -101,6 +101,7 @@ class InvalidateSpec:
     hi: int
     times_ns: tuple[int, ...]
     duration_ns: int
+    zap: bool = False  # zap the range's mapped pages as the window opens (a hole punch)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,8 @@ def _zap(t: dict[str, Any], path: str, check: Checker, span: Any) -> ZapSpec | N
 def _invalidate(t: dict[str, Any], path: str, check: Checker, span: Any) -> InvalidateSpec | None:
     times = check.times_ns(t, "at_us", path)
     duration = check.integer(t, "duration_us", path, 1, MAX_TIME_US, 1)
-    return InvalidateSpec(span[0], span[1], times, duration * 1000) if span and times else None
+    zap = check.boolean(t, "zap", path, False)
+    return InvalidateSpec(span[0], span[1], times, duration * 1000, zap) if span and times else None
 
 
 def _signal(t: dict[str, Any], path: str, check: Checker, span: Any) -> SignalSpec | None:

@@ -41,7 +41,8 @@ def scenarios(draw: Any) -> str:
                      f"jitter_ns = {jitter}\nscript = [{script}]\n")
     if draw(st.booleans()):
         parts.append(f'[[invalidate]]\ngpa = "{draw(st.sampled_from(GPAS))}"\npages = 2\n'
-                     f"at_us = {draw(st.integers(0, 50))}\nduration_us = {draw(st.integers(1, 80))}\n")
+                     f"at_us = {draw(st.integers(0, 50))}\nduration_us = {draw(st.integers(1, 80))}\n"
+                     f"zap = {str(draw(st.booleans())).lower()}\n")
     if draw(st.booleans()):
         parts.append(f'[[memslot]]\ngpa = "0x10000"\npages = 16\n'
                      f"delete_at_us = {draw(st.integers(0, 100))}\n"

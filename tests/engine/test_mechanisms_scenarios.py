@@ -301,3 +301,28 @@ zap_interval_ns = 30000
     summary = run(sc.config(), sc, 5_000_000)
     assert summary["by_leaf"]["TDH.MEM.RANGE.BLOCK"]["retries"] >= 30  # kicks and retries ran
     assert summary["kvm_bugs"] == 0
+
+
+def test_an_invalidation_with_zap_unmaps_the_range_then_retries_its_faults() -> None:
+    """zap = true: a hole punch's invalidate_range_start zaps the mapped pages of the range
+    (zap0: BLOCK, TRACK, kick, REMOVE) and, until the window ends, a fault on it returns
+    RET_PF_RETRY: upstream's vCPU maps the page again only after the window."""
+    log = log_of("""
+[[vcpu]]
+index = 0
+script = [{step = "access", rip = 1, gpa = "0x200000"}, {step = "run", ns = 60000},
+          {step = "access", rip = 2, gpa = "0x200000"}]
+
+[[invalidate]]
+gpa = "0x200000"
+at_us = 30
+duration_us = 100
+zap = true
+""", policy="upstream")
+    zap = [(r["t_ns"], r["leaf"]) for r in log if r["actor"] == "zap0" and r["kind"] == "seamcall"]
+    assert [leaf for _, leaf in zap] == ["TDH.MEM.RANGE.BLOCK", "TDH.MEM.TRACK",
+                                         "TDH.MEM.PAGE.REMOVE"]
+    assert zap[0][0] == 30_000
+    augs = [r["t_ns"] for r in log if r["leaf"] == "TDH.MEM.PAGE.AUG"]
+    assert len(augs) == 2 and augs[0] < 30_000 and augs[1] >= 130_000
+    assert kinds(log)["zero_step_armed"] == 0

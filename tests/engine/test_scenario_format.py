@@ -173,7 +173,7 @@ def test_gpa_range_beyond_memory() -> None:
 
 def test_actor_tables_refuse_unknown_and_want_required_keys() -> None:
     assert errors('[[invalidate]]\ngpa = 0\nat_us = 5\nlength_us = 3\n') == [
-        "f.toml: invalidate[0].length_us: unknown key; accepted: gpa, at_us, duration_us, pages",
+        "f.toml: invalidate[0].length_us: unknown key; accepted: gpa, at_us, duration_us, pages, zap",
         "f.toml: invalidate[0].duration_us: missing: this key is required"]
 
 
