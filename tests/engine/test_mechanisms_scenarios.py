@@ -326,3 +326,14 @@ zap = true
     augs = [r["t_ns"] for r in log if r["leaf"] == "TDH.MEM.PAGE.AUG"]
     assert len(augs) == 2 and augs[0] < 30_000 and augs[1] >= 130_000
     assert kinds(log)["zero_step_armed"] == 0
+
+
+def test_a_free_fault_rerun_is_refused_up_front() -> None:
+    """kvm_fault_ns = 0 would let a fault that runs again (a frozen SPTE, an invalidation
+    window, upstream's local retry) loop without simulated time passing: refused by
+    name before any run."""
+    from engine.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="timing.kvm_fault_ns"):
+        parse(HEAD.format(vcpus=1, td="", workload="") + "[timing]\nkvm_fault_ns = 0\n"
+              + WINDOW, "t.toml")
