@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
+from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE, Config
 from engine.errors import ConfigErrors, EngineError, ScenarioError
-from engine.export import FORMATS
+from engine.export import FORMATS, LARGE_EXPORT_BYTES, estimated_bytes
 from engine.scenario import (
     BUILTIN_NAMES,
     MAX_DURATION_US,
+    Scenario,
     builtin_scenario,
     builtin_scenarios,
     load,
@@ -77,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_int_in(0, None), default=None, help="integer >= 0 (default 1)")
     run.add_argument("--duration-us", type=_int_in(1, MAX_DURATION_US), default=None,
                      help="simulated microseconds (default: the scenario's, 100000)")
-    run.add_argument("--export", default=None, metavar="FILE", help="write the event log here")
-    run.add_argument("--format", choices=FORMATS, default="jsonl", help="event log format")
+    run.add_argument("--export", default=None, metavar="FILE",
+                     help="write the event log here (gzip'ed when FILE ends in .gz)")
+    run.add_argument("--format", choices=FORMATS, default="jsonl",
+                     help="event log format (perfetto: a native .pftrace)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     sub.add_parser("scenarios", help="list the built-in scenarios")
@@ -118,9 +121,12 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     progress = _progress(end_ns) if sys.stderr.isatty() else None
     try:
         if export_path is not None:
+            expected = _expected_records(config, scenario, end_ns)
+            _tell_size(args.format, expected, export_path)
             tmp = export_path.with_name(export_path.name + ".partial")
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
-                result = run(config, scenario, end_ns, out, args.format, progress)
+            with open(tmp, "wb") as out:
+                result = run(config, scenario, end_ns, out, args.format, progress,
+                             expected_records=expected, gzip=export_path.suffix == ".gz")
             tmp.replace(export_path)
         else:
             result = run(config, scenario, end_ns, None, args.format, progress)
@@ -134,6 +140,30 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         _print_summary(result, export_path, args.format)
     return 0
+
+
+def _expected_records(config: Config, scenario: Scenario, end_ns: int) -> int:
+    """About how many records the run will have: its first 2% (at least 1 ms) simulated,
+    the rate of that pilot's second half (past the start-up) taken for the rest.
+    Deterministic, so the same command writes the same file."""
+    from engine.run import records
+
+    pilot_ns = min(end_ns, max(end_ns // 50, 1_000_000))
+    half_ns = pilot_ns // 2
+    count = later = 0
+    for rec in records(config, scenario, pilot_ns, finish=False):
+        count += 1
+        later += rec[0] >= half_ns
+    return count + later * (end_ns - pilot_ns) // max(1, pilot_ns - half_ns)
+
+
+def _tell_size(fmt: str, expected_records: int, path: Path) -> None:
+    """Say on stderr how big a large export will be, before writing it."""
+    size = estimated_bytes(fmt, expected_records)
+    if size > LARGE_EXPORT_BYTES:
+        gz = " before gzip" if path.suffix == ".gz" else ""
+        print(f"tdx-contention run: the {fmt} export will be about {size / 1e6:,.0f} MB{gz} "
+              f"(about {expected_records:,} records); writing {path}", file=sys.stderr)
 
 
 def _progress(end_ns: int) -> Any:
