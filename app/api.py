@@ -18,13 +18,12 @@ from app.security import require_token
 from app.store import RunRecord
 from engine.config import Config
 from engine.errors import ScenarioError
-from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, chunks
+from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, encode
 from engine.scenario import builtin_scenario, parse
 from engine.sim import replay
 
 router = APIRouter()
 changes = APIRouter(dependencies=[Depends(require_token)])
-EXPORT_PIECE_CHARS = 256 * 1024  # join the writers' small strings into pieces this big
 
 
 def _runner(request: Request) -> Runner:
@@ -89,7 +88,9 @@ async def runs(request: Request) -> list[dict[str, Any]]:
 @router.get("/api/export")
 async def export_current(request: Request, format: str = "jsonl") -> Response:
     _check_format(format)
-    return _stream(format, await _runner(request).recipe())
+    runner = _runner(request)
+    recipe = await runner.recipe()
+    return _stream(request, format, recipe, runner.run.tally.events)
 
 
 @router.get("/api/runs/{run_id}/export")
@@ -99,11 +100,12 @@ async def export_run(request: Request, run_id: str, format: str = "jsonl") -> Re
     if run_id == runner.run.run_id:
         recipe = await runner.recipe()
         if recipe.run_id == run_id:
-            return _stream(format, recipe)
+            return _stream(request, format, recipe, runner.run.tally.events)
     record = await anyio.to_thread.run_sync(request.app.state.store.run, run_id)
     if record is None:
         raise HTTPException(404, f"unknown run {run_id!r}")
-    return _stream(format, _recipe_of(record))
+    events = (record.summary or {}).get("events")
+    return _stream(request, format, _recipe_of(record), events)
 
 
 @router.get("/api/scenarios")
@@ -153,24 +155,36 @@ def _recipe_of(record: RunRecord) -> Recipe:
                   record.end_ns)
 
 
-def _stream(fmt: str, recipe: Recipe) -> StreamingResponse:
+def _stream(request: Request, fmt: str, recipe: Recipe,
+            events: int | None) -> StreamingResponse:
+    """The run's records regenerated and written as they are sent (gzip'ed when the
+    client accepts it); `events`, the run's record count, sizes the Chrome trace."""
     filename = f"tdx-contention-{recipe.run_id}.{EXTENSIONS[fmt]}"
-    return StreamingResponse(
-        iterate_in_threadpool(_pieces(fmt, recipe)), media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"',
+               "Vary": "Accept-Encoding"}
+    gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return StreamingResponse(iterate_in_threadpool(_pieces(fmt, recipe, events, gzip)),
+                             media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-def _pieces(fmt: str, recipe: Recipe) -> Iterator[bytes]:
+def _pieces(fmt: str, recipe: Recipe, events: int | None = None,
+            gzip: bool = False) -> Iterator[bytes]:
     """The run's records regenerated and written, in pieces big enough to be cheap to send."""
     records = replay(recipe.config, recipe.timeline, recipe.end_ns, recipe.scenario,
                      finish=False)
-    buffer: list[str] = []
-    size = 0
-    for piece in chunks(fmt, records):
-        buffer.append(piece)
-        size += len(piece)
-        if size >= EXPORT_PIECE_CHARS:
-            yield "".join(buffer).encode()
-            buffer, size = [], 0
-    if buffer:
-        yield "".join(buffer).encode()
+    return encode(fmt, records, recipe.config.to_dict(), events, gzip)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when an Accept-Encoding header takes gzip (RFC 9110 12.5.3: q=0 refuses)."""
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip() in ("gzip", "x-gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False

@@ -53,7 +53,10 @@ class PerfettoWriter:
     """Turns records into packets on one TraceProtoBuilder per batch."""
 
     def __init__(self, config: dict[str, Any] | None) -> None:
-        from perfetto.trace_builder.proto_builder import TraceProtoBuilder
+        # The perfetto package ships no type information.
+        from perfetto.trace_builder.proto_builder import (  # type: ignore[import-untyped]
+            TraceProtoBuilder,
+        )
 
         self._builder_type = TraceProtoBuilder
         self.builder = TraceProtoBuilder()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from engine.build import Builder
-from engine.config import LIVE_FIELDS, Config
 from engine.chrome import BUSY_INSTANTS_MAX_RECORDS
+from engine.config import LIVE_FIELDS, Config
 from engine.export import (
     CSV_COLUMNS,
     FORMATS,
@@ -28,9 +28,9 @@ from engine.export import (
 )
 from engine.params import Timing
 from engine.records import FIELDS
-from engine.status import OPERANDS
 from engine.run import records
 from engine.sim import Simulation, replay
+from engine.status import OPERANDS
 from engine.zap import Zapper
 from tests.engine.support import (
     CALL_KINDS,
