@@ -35,6 +35,8 @@ COMPILED = [
     "engine/vcpu.py",
     "engine/zap.py",
     "engine/summary.py",
+    "engine/tracks.py",
+    "engine/chrome.py",
     "engine/export.py",
     "engine/run.py",
 ]

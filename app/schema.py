@@ -4,13 +4,50 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from engine.chrome import BUSY_INSTANTS_MAX_RECORDS
+from engine.export import (
+    BYTES_PER_RECORD,
+    BYTES_PER_RECORD_CHROME_LARGE,
+    EXTENSIONS,
+    FORMATS,
+    LARGE_EXPORT_BYTES,
+    MEDIA_TYPES,
+)
+
+EXPORT_LABELS = {"perfetto": "Perfetto trace", "jsonl": "JSONL", "csv": "CSV",
+                 "chrome": "Chrome trace"}
 
 
 class ScenarioInfo(BaseModel):
     name: str
     description: str
     builtin: bool = True
+
+
+class ExportFormat(BaseModel):
+    """An export format as the page offers it, with what it needs to estimate a size."""
+
+    format: str
+    label: str
+    extension: str
+    media_type: str
+    bytes_per_record: int
+    # Above this many records the format gets leaner (Chrome: no BUSY instants).
+    lean_above_records: int | None = None
+    lean_bytes_per_record: int | None = None
+
+
+def export_formats() -> list[ExportFormat]:
+    """Every export format, the one to prefer (Perfetto's native trace) first."""
+    order = sorted(FORMATS, key=lambda f: f != "perfetto")
+    return [ExportFormat(
+        format=f, label=EXPORT_LABELS[f], extension=EXTENSIONS[f], media_type=MEDIA_TYPES[f],
+        bytes_per_record=BYTES_PER_RECORD[f],
+        lean_above_records=BUSY_INSTANTS_MAX_RECORDS if f == "chrome" else None,
+        lean_bytes_per_record=BYTES_PER_RECORD_CHROME_LARGE if f == "chrome" else None,
+    ) for f in order]
 
 
 class Hello(BaseModel):
@@ -32,6 +69,8 @@ class Hello(BaseModel):
     token_required: bool
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
+    exports: list[ExportFormat] = Field(default_factory=export_formats)
+    large_export_bytes: int = LARGE_EXPORT_BYTES  # the page says the size of bigger exports
 
 
 class Totals(BaseModel):

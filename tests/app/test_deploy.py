@@ -71,3 +71,26 @@ def test_grafana_is_provisioned_with_the_dashboard_and_datasource() -> None:
             assert "tdx_contention_" in target["expr"]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def _dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerignore_leaves_out_git_and_build_but_not_what_the_image_copies() -> None:
+    """The build context carries no .git or build/ (nor caches, tests, data), and every
+    path the Dockerfile COPYs from the context is still in it."""
+    import fnmatch
+
+    patterns = _dockerignore()
+    assert ".git" in patterns and "build" in patterns
+    copies = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and "--from" not in line]
+    sources = [s for group in copies for s in group]
+    assert {"pyproject.toml", "setup.py", "engine", "app", "static"} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        hits = [p for p in patterns if not p.startswith("!") and (
+            fnmatch.fnmatch(source, p.removeprefix("**/")) or source == p)]
+        assert not hits, f"{source} is ignored by {hits}"
