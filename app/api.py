@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import iterate_in_threadpool
 
 from app.runner import Recipe, Runner
-from app.schema import Problems, ScenarioInfo
+from app.schema import Problems, ScenarioInfo, ws_json_schema
 from app.security import require_token
 from app.store import RunRecord
 from engine.config import Config
@@ -125,6 +125,12 @@ async def post_scenario(request: Request) -> Any:
     hub.publish(json.dumps({"type": "scenarios",
                             "scenarios": request.app.state.catalogue.listing()}))
     return ScenarioInfo(name=scenario.name, description=scenario.description, builtin=False)
+
+
+@router.get("/api/ws-schema.json")
+async def ws_schema() -> dict[str, Any]:
+    """The JSON Schema of every message the server sends on WS /ws."""
+    return ws_json_schema()
 
 
 @router.get("/metrics")
