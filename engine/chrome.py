@@ -11,9 +11,10 @@ from engine.status import status_hex
 from engine.tracks import BusyWindows, ThreadIds
 
 # BUSY instants repeat what the X events' args say; past this many records they are left
-# out, because they are most of the file and of a viewer's memory (a 64-vCPU zero-step run
-# of 100 ms has 9.8 M records, 6.3 M of them BUSY): 1 M records make a file of about
-# 150 MB with them, which Perfetto UI still opens.
+# out: in large runs most records are BUSY (a 64-vCPU zero-step run of 100 ms has 9.8 M
+# records, 6.3 M of them BUSY), and the instants add a third to the file (200 rather than
+# 140 bytes a record, bench/export.py) and to a viewer's memory. Up to 1 M records the
+# trace stays near 200 MB with them.
 BUSY_INSTANTS_MAX_RECORDS = 1_000_000
 COUNTER_NAME = "BUSY per 100us"
 

@@ -22,8 +22,8 @@ CSV_COLUMNS = FIELDS + LIVE_FIELDS + ("extra",)
 # Bytes per record of each format, measured on zero-step and conversion at 8 and 64 vCPUs
 # (bench/export.py); for the size an export will have before it is written. Chrome's is
 # with BUSY instants (runs up to engine.chrome.BUSY_INSTANTS_MAX_RECORDS records).
-BYTES_PER_RECORD = {"jsonl": 170, "csv": 100, "chrome": 230, "perfetto": 80}
-BYTES_PER_RECORD_CHROME_LARGE = 160  # without BUSY instants
+BYTES_PER_RECORD = {"jsonl": 178, "csv": 83, "chrome": 200, "perfetto": 60}
+BYTES_PER_RECORD_CHROME_LARGE = 140  # without BUSY instants
 LARGE_EXPORT_BYTES = 100_000_000  # the CLI and the page say the size above this
 PIECE_BYTES = 256 * 1024  # encode() joins the writers' small pieces into pieces this big
 

@@ -8,6 +8,7 @@ concatenated, are one valid trace, so memory stays flat however long the run.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -159,30 +160,39 @@ class PerfettoWriter:
             else:
                 note.legacy_json_value = json.dumps(value, separators=(",", ":"))
 
-    def record(self, rec: Record) -> None:
-        """A record's packets. A run repeats a few thousand (kind, actor, leaf, status,
-        operand, attempt, outcome) combinations: the packets of each are built once and
-        kept as templates, whose bytes are parsed into the builder's next packets (upb,
-        in C) and timed; that costs a fraction of setting every field from Python
-        (bench/export.py). The record's extra keys are annotated on top."""
-        key = rec[2:9]
-        template = self._templates.get(key)
-        if template is None:
-            if len(self._templates) >= TEMPLATES_MAX:
-                self._templates.clear()
-            packet, template = self._build(rec)
-            self._templates[key] = template
-        else:
-            begin, end = template
-            packet = self.builder.add_packet()
-            packet.MergeFromString(begin)
-            packet.timestamp = rec[0]
-            if end is not None:
-                closing = self.builder.add_packet()
-                closing.MergeFromString(end)
-                closing.timestamp = rec[0] + rec[1]
-        if rec[9]:
-            self._annotate(packet, rec[9])
+    def batch(self, records: list[Record], windows: BusyWindows) -> bytes:
+        """The packets of `records` (and of the counter windows they close), serialized.
+
+        A run repeats a few thousand (kind, actor, leaf, status, operand, attempt,
+        outcome) combinations: the packets of each are built field by field once and kept
+        as templates, whose bytes are then parsed into the builder's next packets (upb,
+        in C) and timed: a fraction of the cost of setting every field from Python
+        (bench/export.py). A record's extra keys are annotated on top."""
+        templates = self._templates
+        add = self.builder.trace.packet.add
+        for rec in records:
+            t = rec[0]
+            if t >= windows.start_ns + windows.window_ns:
+                for start, counts in windows.passed(t):
+                    self.counters(start, counts)
+            if rec[8] == "busy" or rec[8] == "giveup":
+                windows.count(rec[6])
+            template = templates.get(rec[2:9])
+            if template is None:
+                if len(templates) >= TEMPLATES_MAX:
+                    templates.clear()
+                packet, templates[rec[2:9]] = self._build(rec)
+            else:
+                packet = add()
+                packet.MergeFromString(template[0])
+                packet.timestamp = t
+                if template[1] is not None:
+                    closing = add()
+                    closing.MergeFromString(template[1])
+                    closing.timestamp = t + rec[1]
+            if rec[9]:
+                self._annotate(packet, rec[9])
+        return self.take()
 
     def _build(self, rec: Record) -> tuple[Any, tuple[bytes, bytes | None]]:
         """A record's packets (without its extras), field by field; the begin packet and
@@ -230,16 +240,8 @@ def perfetto_chunks(records: Iterable[Record], config: dict[str, Any] | None = N
     config as trace attributes, process labels and a `config` instant at time 0."""
     writer = PerfettoWriter(config)
     windows = BusyWindows()
-    pending = 0
-    for rec in records:
-        for start, counts in windows.passed(rec[0]):
-            writer.counters(start, counts)
-        writer.record(rec)
-        if rec[2] in CALL_KINDS and (rec[8] == "busy" or rec[8] == "giveup"):
-            windows.count(rec[6])
-        pending += 1
-        if pending >= BATCH_RECORDS:
-            yield writer.take()
-            pending = 0
+    it = iter(records)
+    while batch := list(itertools.islice(it, BATCH_RECORDS)):
+        yield writer.batch(batch, windows)
     writer.counters(*windows.last())
     yield writer.take()

@@ -57,7 +57,7 @@ def test_large_export_says_its_size(server: LiveServer, open_page: OpenPage) -> 
     with page.expect_download():
         page.get_by_role("button", name="Export Chrome trace", exact=True).click()
     note = page.locator("#export-size")
-    expect(note).to_contain_text("Chrome trace: about 1.6 GB (9,800,000 records)")
+    expect(note).to_contain_text("Chrome trace: about 1.4 GB (9,800,000 records)")
     with page.expect_download():
         page.get_by_role("button", name="Export Perfetto trace", exact=True).click()
     expect(note).to_contain_text("Perfetto trace: about")
