@@ -7,13 +7,36 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import iterate_in_threadpool
 
+from app.openapi import (
+    BAD_HOST,
+    BUSY,
+    CHANGES,
+    FORMAT_DOC,
+    GONE,
+    METRICS_RESPONSES,
+    NOT_FOUND,
+    PATCH_BODY,
+    PROBLEMS,
+    TOML_BODY,
+    bearer,
+    export_responses,
+)
 from app.runner import Recipe, Runner
-from app.schema import Problems, ScenarioInfo, ws_json_schema
+from app.schema import (
+    ConfigModel,
+    Health,
+    Problems,
+    RunListing,
+    RunState,
+    ScenarioInfo,
+    Stats,
+    ws_json_schema,
+)
 from app.security import require_token
 from app.store import RunRecord
 from engine.config import Config
@@ -22,8 +45,9 @@ from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, encode
 from engine.scenario import builtin_scenario, parse
 from engine.sim import replay
 
-router = APIRouter()
-changes = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter(responses=BAD_HOST)
+changes = APIRouter(dependencies=[Depends(require_token), Security(bearer)],
+                    responses={**BAD_HOST, **CHANGES, **BUSY})
 
 
 def _runner(request: Request) -> Runner:
@@ -31,17 +55,20 @@ def _runner(request: Request) -> Runner:
     return runner
 
 
-@router.get("/healthz")
+@router.get("/healthz", tags=["observability"], response_model=Health, responses=BUSY)
 async def healthz() -> dict[str, bool]:
     return {"ok": True}
 
 
-@router.get("/api/config")
+@router.get("/api/config", tags=["config"], response_model=None,
+            responses={200: {"model": ConfigModel}, **BUSY})
 async def get_config(request: Request) -> dict[str, Any]:
     return _runner(request).run.sim.config.to_dict()
 
 
-@changes.patch("/api/config")
+@changes.patch("/api/config", tags=["config"], response_model=None, openapi_extra=PATCH_BODY,
+               responses={200: {"model": ConfigModel, "description": "the whole new config"},
+                          **PROBLEMS})
 async def patch_config(request: Request) -> Any:
     try:
         body = json.loads(await request.body() or b"{}")
@@ -52,27 +79,29 @@ async def patch_config(request: Request) -> Any:
     return await _runner(request).patch(body)
 
 
-@changes.post("/api/run/start")
+@changes.post("/api/run/start", tags=["run"], response_model=RunState)
 async def start(request: Request) -> dict[str, Any]:
     return await _runner(request).start()
 
 
-@changes.post("/api/run/pause")
+@changes.post("/api/run/pause", tags=["run"], response_model=RunState)
 async def pause(request: Request) -> dict[str, Any]:
     return await _runner(request).pause()
 
 
-@changes.post("/api/run/reset")
+@changes.post("/api/run/reset", tags=["run"], response_model=RunState)
 async def reset(request: Request) -> dict[str, Any]:
     return await _runner(request).reset()
 
 
-@router.get("/api/stats")
+@router.get("/api/stats", tags=["stats"], response_model=None,
+            responses={200: {"model": Stats}, **BUSY})
 async def stats(request: Request) -> dict[str, Any]:
     return await _runner(request).stats()
 
 
-@router.get("/api/runs")
+@router.get("/api/runs", tags=["runs"], response_model=None,
+            responses={200: {"model": list[RunListing]}, **BUSY})
 async def runs(request: Request) -> list[dict[str, Any]]:
     current = await _runner(request).current()
     stored = await anyio.to_thread.run_sync(request.app.state.store.runs)
@@ -85,16 +114,25 @@ async def runs(request: Request) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/api/export")
-async def export_current(request: Request, format: str = "jsonl") -> Response:
+@router.get("/api/export", tags=["exports"], response_class=StreamingResponse,
+            responses={**export_responses(), **BUSY})
+async def export_current(request: Request,
+                         format: str = Query("jsonl", description=FORMAT_DOC,
+                                             json_schema_extra={"enum": list(FORMATS)}),
+                         ) -> Response:
     _check_format(format)
     runner = _runner(request)
     recipe = await runner.recipe()
     return _stream(request, format, recipe, runner.run.tally.events)
 
 
-@router.get("/api/runs/{run_id}/export")
-async def export_run(request: Request, run_id: str, format: str = "jsonl") -> Response:
+@router.get("/api/runs/{run_id}/export", tags=["exports", "runs"],
+            response_class=StreamingResponse,
+            responses={**export_responses(), **NOT_FOUND, **GONE, **BUSY})
+async def export_run(request: Request, run_id: str,
+                     format: str = Query("jsonl", description=FORMAT_DOC,
+                                         json_schema_extra={"enum": list(FORMATS)}),
+                     ) -> Response:
     _check_format(format)
     runner = _runner(request)
     if run_id == runner.run.run_id:
@@ -108,13 +146,16 @@ async def export_run(request: Request, run_id: str, format: str = "jsonl") -> Re
     return _stream(request, format, _recipe_of(record), events)
 
 
-@router.get("/api/scenarios")
+@router.get("/api/scenarios", tags=["scenarios"], response_model=None,
+            responses={200: {"model": list[ScenarioInfo]}})
 async def scenarios(request: Request) -> list[dict[str, Any]]:
     listing: list[dict[str, Any]] = request.app.state.catalogue.listing()
     return listing
 
 
-@changes.post("/api/scenarios", status_code=201)
+@changes.post("/api/scenarios", status_code=201, tags=["scenarios"], response_model=None,
+              openapi_extra=TOML_BODY,
+              responses={201: {"model": ScenarioInfo}, **PROBLEMS})
 async def post_scenario(request: Request) -> Any:
     try:
         text = (await request.body()).decode("utf-8")
@@ -127,13 +168,14 @@ async def post_scenario(request: Request) -> Any:
     return ScenarioInfo(name=scenario.name, description=scenario.description, builtin=False)
 
 
-@router.get("/api/ws-schema.json")
+@router.get("/api/ws-schema.json", tags=["observability"])
 async def ws_schema() -> dict[str, Any]:
     """The JSON Schema of every message the server sends on WS /ws."""
     return ws_json_schema()
 
 
-@router.get("/metrics")
+@router.get("/metrics", tags=["observability"], response_class=PlainTextResponse,
+            responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
     body = generate_latest(request.app.state.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
