@@ -145,3 +145,26 @@ def test_same_seed_same_bytes() -> None:
     one = b"".join(encode("perfetto", records(config, None, 500_000), config.to_dict()))
     two = b"".join(encode("perfetto", records(config, None, 500_000), config.to_dict()))
     assert one == two
+
+
+@pytest.mark.slow
+def test_a_long_trace_streams_in_flat_memory() -> None:
+    """Over a million records written as a Perfetto trace grow the process by little: the
+    batches are handed out and dropped (slow: run with -m slow)."""
+    import resource
+
+    config = Config(scenario="zero-step", vcpus=64)
+    before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    size = 0
+    count = [0]
+
+    def counted() -> Any:
+        for rec in records(config, None, 20_000_000):
+            count[0] += 1
+            yield rec
+
+    for piece in encode("perfetto", counted(), config.to_dict()):
+        size += len(piece)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kib) / 1024
+    assert count[0] > 1_000_000
+    assert grown_mib < 64, f"{grown_mib:.0f} MiB more for a {size >> 20} MiB trace"
