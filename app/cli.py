@@ -162,7 +162,8 @@ def _tell_size(fmt: str, expected_records: int, path: Path) -> None:
     size = estimated_bytes(fmt, expected_records)
     if size > LARGE_EXPORT_BYTES:
         gz = " before gzip" if path.suffix == ".gz" else ""
-        print(f"tdx-contention run: the {fmt} export will be about {size / 1e6:,.0f} MB{gz} "
+        shown = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+        print(f"tdx-contention run: the {fmt} export will be about {shown}{gz} "
               f"(about {expected_records:,} records); writing {path}", file=sys.stderr)
 
 

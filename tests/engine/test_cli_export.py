@@ -43,7 +43,7 @@ def test_large_export_says_its_size_first(tmp_path: Path, capsys: pytest.Capture
     assert main(["run", "--duration-us", "3000", "--export", str(path), "--format", "chrome"]) == 0
     err = capsys.readouterr().err
     assert "the chrome export will be about" in err and str(path) in err
-    estimate_mb = float(err.split("about ")[1].split(" MB")[0])
+    estimate_mb = float(err.split("about ")[1].split(" MB")[0])  # under 1 GB: in MB
     actual_mb = path.stat().st_size / 1e6
     assert actual_mb / 2 < estimate_mb < actual_mb * 2
 
