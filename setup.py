@@ -37,6 +37,7 @@ COMPILED = [
     "engine/summary.py",
     "engine/tracks.py",
     "engine/chrome.py",
+    "engine/perfetto.py",
     "engine/export.py",
     "engine/run.py",
 ]
