@@ -29,6 +29,11 @@ INCREMENTAL_STATE_CLEARED, NEEDS_INCREMENTAL_STATE = 1, 2
 SLICE_BEGIN, SLICE_END, INSTANT, COUNTER = 1, 2, 3, 4  # TrackEvent.Type
 
 
+def _text(value: Any) -> str:
+    """A config value as text, booleans as in JSON."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 class _Interned:
     """Interning tables of one sequence: a string's iid, and the new ones to emit."""
 
@@ -91,12 +96,12 @@ class PerfettoWriter:
             if isinstance(value, int) and not isinstance(value, bool):
                 attribute.long_value = value
             else:
-                attribute.string_value = json.dumps(value) if isinstance(value, bool) else str(value)
+                attribute.string_value = _text(value)
         process = self._packet().track_descriptor
         process.uuid = PROCESS_UUID
         process.process.pid = PID
         process.process.process_name = "TD"
-        process.process.process_labels.extend(f"{k}={v}" for k, v in config.items())
+        process.process.process_labels.extend(f"{k}={_text(v)}" for k, v in config.items())
         self._child_track(CONTROL_UUID, "control changes")
         self._child_track(ZERO_STEP_UUID, "zero-step activations")
         for index, operand in enumerate(OPERANDS):
