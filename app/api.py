@@ -16,9 +16,11 @@ from app.openapi import (
     BAD_HOST,
     BUSY,
     CHANGES,
+    CONFLICT,
     FORMAT_DOC,
     GONE,
     METRICS_RESPONSES,
+    NO_SCENARIO,
     NOT_FOUND,
     PATCH_BODY,
     PROBLEMS,
@@ -27,8 +29,10 @@ from app.openapi import (
     export_responses,
 )
 from app.runner import Recipe, Runner
+from app.scenarios import ScenarioInUse
 from app.schema import (
     ConfigModel,
+    Deleted,
     Health,
     Problems,
     RunListing,
@@ -39,8 +43,9 @@ from app.schema import (
 )
 from app.security import require_token
 from app.store import RunRecord
-from engine.config import Config
-from engine.errors import ScenarioError
+from engine import afford
+from engine.config import Config, validate
+from engine.errors import ConfigErrors, ScenarioError
 from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, encode
 from engine.scenario import builtin_scenario, parse
 from engine.sim import replay
@@ -55,9 +60,14 @@ def _runner(request: Request) -> Runner:
     return runner
 
 
-@router.get("/healthz", tags=["observability"], response_model=Health, responses=BUSY)
-async def healthz() -> dict[str, bool]:
-    return {"ok": True}
+@router.get("/healthz", tags=["observability"], response_model=None,
+            responses={200: {"model": Health}, 503: {"model": Health,
+                                                     "description": "the runner is down"}})
+async def healthz(request: Request) -> Response:
+    down = _runner(request).down()
+    if down is not None:
+        return JSONResponse({"ok": False, "detail": f"the runner is down: {down}"}, 503)
+    return JSONResponse({"ok": True})
 
 
 @router.get("/api/config", tags=["config"], response_model=None,
@@ -70,8 +80,13 @@ async def get_config(request: Request) -> dict[str, Any]:
                responses={200: {"model": ConfigModel, "description": "the whole new config"},
                           **PROBLEMS})
 async def patch_config(request: Request) -> Any:
+    raw = await request.body()
+    if afford.nesting_depth(raw.decode("utf-8", "replace")) > afford.MAX_NESTING:
+        # refused before json.loads, which recurses once per level
+        return _problems([("body", "must be a JSON object of config fields (nested more "
+                                   f"than {afford.MAX_NESTING} levels deep)")])
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         return _problems([("body", "must be a JSON object of config fields")])
     if not isinstance(body, dict):
@@ -162,10 +177,27 @@ async def post_scenario(request: Request) -> Any:
     except UnicodeDecodeError:
         return _problems([("body", "must be a UTF-8 TOML scenario file")])
     scenario = await anyio.to_thread.run_sync(request.app.state.catalogue.add, text)
-    hub = request.app.state.hub
-    hub.publish(json.dumps({"type": "scenarios",
-                            "scenarios": request.app.state.catalogue.listing()}))
+    _announce_scenarios(request)
     return ScenarioInfo(name=scenario.name, description=scenario.description, builtin=False)
+
+
+@changes.delete("/api/scenarios/{name}", tags=["scenarios"], response_model=Deleted,
+                responses={**NO_SCENARIO, **CONFLICT, **PROBLEMS})
+async def delete_scenario(request: Request, name: str) -> dict[str, str]:
+    in_use = _runner(request).run.sim.config.scenario
+    try:
+        found = await anyio.to_thread.run_sync(request.app.state.catalogue.delete, name, in_use)
+    except ScenarioInUse as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no posted scenario {name!r}")
+    _announce_scenarios(request)
+    return {"deleted": name}
+
+
+def _announce_scenarios(request: Request) -> None:
+    request.app.state.hub.publish(json.dumps(
+        {"type": "scenarios", "scenarios": request.app.state.catalogue.listing()}))
 
 
 @router.get("/api/ws-schema.json", tags=["observability"])
@@ -196,11 +228,13 @@ def _recipe_of(record: RunRecord) -> Recipe:
             scenario = parse(record.scenario_toml, record.scenario)
         else:
             scenario = builtin_scenario(record.scenario)
-    except ScenarioError as exc:
+        config = validate(Config(**record.config))
+        afford.check(scenario, config.vcpus, record.scenario)  # stored before the limits
+    except (ScenarioError, ConfigErrors, TypeError) as exc:
+        reason = exc.messages[0] if isinstance(exc, ScenarioError) else str(exc)
         raise HTTPException(410, f"run {record.run_id} can no longer be replayed: "
-                                 f"{exc.messages[0]}") from None
-    return Recipe(record.run_id, Config(**record.config), scenario, record.timeline,
-                  record.end_ns)
+                                 f"{reason}") from None
+    return Recipe(record.run_id, config, scenario, record.timeline, record.end_ns)
 
 
 def _stream(request: Request, fmt: str, recipe: Recipe,

@@ -42,6 +42,10 @@ UNAUTHORIZED: Responses = {401: _error("a token is set and the request did not c
                             "this server needs 'Authorization: Bearer <token>' for changes")}
 CROSS_SITE: Responses = {403: _error("a browser page of another origin", "cross-site request refused")}
 NOT_FOUND: Responses = {404: _error("no such run", "unknown run 'x'")}
+NO_SCENARIO: Responses = {404: _error("no posted scenario of that name",
+                                      "no posted scenario 'x'")}
+CONFLICT: Responses = {409: _error("a built-in scenario, or the current run's",
+                                   "scenario 'zero-step' is built in")}
 GONE: Responses = {410: _error("the run's scenario can no longer be parsed",
                     "run x can no longer be replayed: ...")}
 BUSY: Responses = {503: _error("the runner did not answer in 10 s", "the runner is not answering")}

@@ -140,6 +140,11 @@ class RunListing(BaseModel):
 
 class Health(BaseModel):
     ok: bool
+    detail: str | None = None  # why the runner is down (with ok false, a 503)
+
+
+class Deleted(BaseModel):
+    deleted: str
 
 
 class HTTPError(BaseModel):
@@ -201,6 +206,7 @@ class Hello(_Message):
     limits: dict[str, list[int]]
     frame_interval_ms: int
     token_required: bool
+    error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
     exports: list[ExportFormat] = Field(default_factory=export_formats)
@@ -245,6 +251,7 @@ class State(_Message):
     state: Literal["running", "paused"]
     config: dict[str, Any]
     lagging: bool = False
+    error: str | None = None  # why the run was paused by a failure (engine or storage)
 
 
 class Pong(_Message):
