@@ -48,6 +48,13 @@ def test_prometheus_scrapes_the_server_with_the_shipped_config() -> None:
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["tdx-contention:8000"]
+    # The server answers that Host: the scrape would get 400 otherwise.
+    from app.security import HostPolicy
+
+    command = _compose()["services"]["tdx-contention"]["command"]
+    allowed = [command[i + 1] for i, a in enumerate(command) if a == "--allow-host"]
+    policy = HostPolicy(command[command.index("--host") + 1], allowed)
+    assert policy.allows("tdx-contention:8000")
 
 
 def test_grafana_is_provisioned_with_the_dashboard_and_datasource() -> None:

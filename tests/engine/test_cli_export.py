@@ -52,3 +52,19 @@ def test_small_export_says_nothing(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["run", "--duration-us", "300", "--export", str(tmp_path / "x.csv"),
                  "--format", "csv"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("run.pftrace", "perfetto"), ("run.pftrace.gz", "perfetto"),
+                                           ("log.csv.gz", "csv"), ("trace.json.gz", "chrome")])
+def test_format_from_a_name_with_gz(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    name: str, fmt: str) -> None:
+    """Without --format, .pftrace is the Perfetto trace, and a final .gz is looked past."""
+    assert main(["run", "--duration-us", "200", "--export", str(tmp_path / name)]) == 0
+    assert f"event log ({fmt}) written" in capsys.readouterr().out
+    data = (tmp_path / name).read_bytes()
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    if fmt == "csv":
+        assert data.startswith(b"seq,t_ns")
+    elif fmt == "chrome":
+        assert data.startswith(b'{"metadata"')
