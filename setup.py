@@ -39,6 +39,9 @@ COMPILED = [
     "engine/vcpu.py",
     "engine/zap.py",
     "engine/summary.py",
+    "engine/tracks.py",
+    "engine/chrome.py",
+    "engine/perfetto.py",
     "engine/export.py",
     "engine/run.py",
 ]

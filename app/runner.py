@@ -255,7 +255,7 @@ class Runner:
             run = self.run
             part = difference(Snapshot.of(run.tally), before)
             run.lagging = run.sim.now < target_ns
-            self.metrics.add(part)
+            self.metrics.add(part, sim_ns=run.sim.now)
             message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
                             run.lagging, run.sim.config.retry_max)
             run.frames += 1
@@ -273,7 +273,8 @@ class Runner:
     def _flush_tick(self) -> None:
         """Count a partial tick into the metrics before the run or its state changes."""
         if self._tick is not None:
-            self.metrics.add(difference(Snapshot.of(self.run.tally), self._tick[2]))
+            self.metrics.add(difference(Snapshot.of(self.run.tally), self._tick[2]),
+                             sim_ns=self.run.sim.now)
             self._tick = None
 
     # -- commands (runner thread) ------------------------------------------------------
@@ -341,7 +342,7 @@ class Runner:
         afford.check(scenario, config.vcpus, config.scenario)  # before any of it is built
         run = LiveRun(config, scenario, toml)
         self.store.save_run(run.settle())
-        self.metrics.set_config(config)
+        self.metrics.set_config(config, run_id=run.run_id)
         return run
 
     def _new_run(self, config: Config) -> None:

@@ -1,8 +1,10 @@
 // The list of runs kept by the server, newest first, each with its own export links.
 
-import { exportUrl, request } from "./api.js";
+import { exportChoices, exportUrl, largeExportSize, request } from "./api.js";
 
-const FORMATS = [["jsonl", "JSONL"], ["csv", "CSV"], ["chrome", "Chrome trace"]];
+// Until hello has listed them (Perfetto's native trace first).
+const FORMATS = [["perfetto", "Perfetto trace"], ["jsonl", "JSONL"], ["csv", "CSV"],
+  ["chrome", "Chrome trace"]];
 const MAX_ROWS = 50;
 const fmtInt = new Intl.NumberFormat("en-US");
 
@@ -28,11 +30,14 @@ function row(run, currentId) {
   tr.append(cell(run.run_id), cell(created(run.created)), cell(c.scenario), cell(c.policy),
     cell(c.vcpus), cell(num(s.attempts)), cell(num(s.busy)), cell(num(s.giveups)));
   const links = document.createElement("td");
-  for (const [format, label] of FORMATS) {
+  const choices = exportChoices();
+  for (const [format, label] of choices.length ? choices : FORMATS) {
     const a = document.createElement("a");
     a.href = exportUrl(format, run.run_id);
     a.download = "";
-    a.textContent = label;
+    const size = largeExportSize(format, s.events);
+    a.textContent = size ? `${label} (about ${size})` : label;
+    if (size) a.title = `about ${size}: a large file`;
     a.setAttribute("aria-label", `Download run ${run.run_id} as ${label}`);
     links.append(a);
   }
