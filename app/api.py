@@ -7,26 +7,52 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import iterate_in_threadpool
 
+from app.openapi import (
+    BAD_HOST,
+    BUSY,
+    CHANGES,
+    CONFLICT,
+    FORMAT_DOC,
+    GONE,
+    METRICS_RESPONSES,
+    NO_SCENARIO,
+    NOT_FOUND,
+    PATCH_BODY,
+    PROBLEMS,
+    TOML_BODY,
+    bearer,
+    export_responses,
+)
 from app.runner import Recipe, Runner
 from app.scenarios import ScenarioInUse
-from app.schema import Problems, ScenarioInfo
+from app.schema import (
+    ConfigModel,
+    Deleted,
+    Health,
+    Problems,
+    RunListing,
+    RunState,
+    ScenarioInfo,
+    Stats,
+    ws_json_schema,
+)
 from app.security import require_token
 from app.store import RunRecord
 from engine import afford
 from engine.config import Config, validate
 from engine.errors import ConfigErrors, ScenarioError
-from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, chunks
+from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, encode
 from engine.scenario import builtin_scenario, parse
 from engine.sim import replay
 
-router = APIRouter()
-changes = APIRouter(dependencies=[Depends(require_token)])
-EXPORT_PIECE_CHARS = 256 * 1024  # join the writers' small strings into pieces this big
+router = APIRouter(responses=BAD_HOST)
+changes = APIRouter(dependencies=[Depends(require_token), Security(bearer)],
+                    responses={**BAD_HOST, **CHANGES, **BUSY})
 
 
 def _runner(request: Request) -> Runner:
@@ -34,7 +60,9 @@ def _runner(request: Request) -> Runner:
     return runner
 
 
-@router.get("/healthz")
+@router.get("/healthz", tags=["observability"], response_model=None,
+            responses={200: {"model": Health}, 503: {"model": Health,
+                                                     "description": "the runner is down"}})
 async def healthz(request: Request) -> Response:
     down = _runner(request).down()
     if down is not None:
@@ -42,12 +70,15 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-@router.get("/api/config")
+@router.get("/api/config", tags=["config"], response_model=None,
+            responses={200: {"model": ConfigModel}, **BUSY})
 async def get_config(request: Request) -> dict[str, Any]:
     return _runner(request).run.sim.config.to_dict()
 
 
-@changes.patch("/api/config")
+@changes.patch("/api/config", tags=["config"], response_model=None, openapi_extra=PATCH_BODY,
+               responses={200: {"model": ConfigModel, "description": "the whole new config"},
+                          **PROBLEMS})
 async def patch_config(request: Request) -> Any:
     raw = await request.body()
     if afford.nesting_depth(raw.decode("utf-8", "replace")) > afford.MAX_NESTING:
@@ -63,27 +94,29 @@ async def patch_config(request: Request) -> Any:
     return await _runner(request).patch(body)
 
 
-@changes.post("/api/run/start")
+@changes.post("/api/run/start", tags=["run"], response_model=RunState)
 async def start(request: Request) -> dict[str, Any]:
     return await _runner(request).start()
 
 
-@changes.post("/api/run/pause")
+@changes.post("/api/run/pause", tags=["run"], response_model=RunState)
 async def pause(request: Request) -> dict[str, Any]:
     return await _runner(request).pause()
 
 
-@changes.post("/api/run/reset")
+@changes.post("/api/run/reset", tags=["run"], response_model=RunState)
 async def reset(request: Request) -> dict[str, Any]:
     return await _runner(request).reset()
 
 
-@router.get("/api/stats")
+@router.get("/api/stats", tags=["stats"], response_model=None,
+            responses={200: {"model": Stats}, **BUSY})
 async def stats(request: Request) -> dict[str, Any]:
     return await _runner(request).stats()
 
 
-@router.get("/api/runs")
+@router.get("/api/runs", tags=["runs"], response_model=None,
+            responses={200: {"model": list[RunListing]}, **BUSY})
 async def runs(request: Request) -> list[dict[str, Any]]:
     current = await _runner(request).current()
     stored = await anyio.to_thread.run_sync(request.app.state.store.runs)
@@ -97,33 +130,48 @@ async def runs(request: Request) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/api/export")
-async def export_current(request: Request, format: str = "jsonl") -> Response:
+@router.get("/api/export", tags=["exports"], response_class=StreamingResponse,
+            responses={**export_responses(), **BUSY})
+async def export_current(request: Request,
+                         format: str = Query("jsonl", description=FORMAT_DOC,
+                                             json_schema_extra={"enum": list(FORMATS)}),
+                         ) -> Response:
     _check_format(format)
-    recipe = await _runner(request).recipe()
+    runner = _runner(request)
+    recipe = await runner.recipe()
     assert recipe is not None  # the current run always has one
-    return _stream(format, recipe)
+    return _stream(request, format, recipe, runner.events_of(recipe.run_id))
 
 
-@router.get("/api/runs/{run_id}/export")
-async def export_run(request: Request, run_id: str, format: str = "jsonl") -> Response:
+@router.get("/api/runs/{run_id}/export", tags=["exports", "runs"],
+            response_class=StreamingResponse,
+            responses={**export_responses(), **NOT_FOUND, **GONE, **BUSY})
+async def export_run(request: Request, run_id: str,
+                     format: str = Query("jsonl", description=FORMAT_DOC,
+                                         json_schema_extra={"enum": list(FORMATS)}),
+                     ) -> Response:
     _check_format(format)
-    recipe = await _runner(request).recipe(run_id)  # a live run (or twin) up to now
+    runner = _runner(request)
+    recipe = await runner.recipe(run_id)  # a live run (or twin) up to now
     if recipe is not None:
-        return _stream(format, recipe)
+        return _stream(request, format, recipe, runner.events_of(run_id))
     record = await anyio.to_thread.run_sync(request.app.state.store.run, run_id)
     if record is None:
         raise HTTPException(404, f"unknown run {run_id!r}")
-    return _stream(format, _recipe_of(record))
+    events = (record.summary or {}).get("events")
+    return _stream(request, format, _recipe_of(record), events)
 
 
-@router.get("/api/scenarios")
+@router.get("/api/scenarios", tags=["scenarios"], response_model=None,
+            responses={200: {"model": list[ScenarioInfo]}})
 async def scenarios(request: Request) -> list[dict[str, Any]]:
     listing: list[dict[str, Any]] = request.app.state.catalogue.listing()
     return listing
 
 
-@changes.post("/api/scenarios", status_code=201)
+@changes.post("/api/scenarios", status_code=201, tags=["scenarios"], response_model=None,
+              openapi_extra=TOML_BODY,
+              responses={201: {"model": ScenarioInfo}, **PROBLEMS})
 async def post_scenario(request: Request) -> Any:
     try:
         text = (await request.body()).decode("utf-8")
@@ -134,7 +182,8 @@ async def post_scenario(request: Request) -> Any:
     return ScenarioInfo(name=scenario.name, description=scenario.description, builtin=False)
 
 
-@changes.delete("/api/scenarios/{name}")
+@changes.delete("/api/scenarios/{name}", tags=["scenarios"], response_model=Deleted,
+                responses={**NO_SCENARIO, **CONFLICT, **PROBLEMS})
 async def delete_scenario(request: Request, name: str) -> dict[str, str]:
     in_use = _runner(request).run.sim.config.scenario
     try:
@@ -152,7 +201,14 @@ def _announce_scenarios(request: Request) -> None:
         {"type": "scenarios", "scenarios": request.app.state.catalogue.listing()}))
 
 
-@router.get("/metrics")
+@router.get("/api/ws-schema.json", tags=["observability"])
+async def ws_schema() -> dict[str, Any]:
+    """The JSON Schema of every message the server sends on WS /ws."""
+    return ws_json_schema()
+
+
+@router.get("/metrics", tags=["observability"], response_class=PlainTextResponse,
+            responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
     body = generate_latest(request.app.state.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -182,24 +238,36 @@ def _recipe_of(record: RunRecord) -> Recipe:
     return Recipe(record.run_id, config, scenario, record.timeline, record.end_ns)
 
 
-def _stream(fmt: str, recipe: Recipe) -> StreamingResponse:
+def _stream(request: Request, fmt: str, recipe: Recipe,
+            events: int | None) -> StreamingResponse:
+    """The run's records regenerated and written as they are sent (gzip'ed when the
+    client accepts it); `events`, the run's record count, sizes the Chrome trace."""
     filename = f"tdx-contention-{recipe.run_id}.{EXTENSIONS[fmt]}"
-    return StreamingResponse(
-        iterate_in_threadpool(_pieces(fmt, recipe)), media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"',
+               "Vary": "Accept-Encoding"}
+    gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return StreamingResponse(iterate_in_threadpool(_pieces(fmt, recipe, events, gzip)),
+                             media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-def _pieces(fmt: str, recipe: Recipe) -> Iterator[bytes]:
+def _pieces(fmt: str, recipe: Recipe, events: int | None = None,
+            gzip: bool = False) -> Iterator[bytes]:
     """The run's records regenerated and written, in pieces big enough to be cheap to send."""
     records = replay(recipe.config, recipe.timeline, recipe.end_ns, recipe.scenario,
                      finish=False)
-    buffer: list[str] = []
-    size = 0
-    for piece in chunks(fmt, records):
-        buffer.append(piece)
-        size += len(piece)
-        if size >= EXPORT_PIECE_CHARS:
-            yield "".join(buffer).encode()
-            buffer, size = [], 0
-    if buffer:
-        yield "".join(buffer).encode()
+    return encode(fmt, records, recipe.config.to_dict(), events, gzip)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when an Accept-Encoding header takes gzip (RFC 9110 12.5.3: q=0 refuses)."""
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip() in ("gzip", "x-gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False

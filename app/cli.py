@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from engine import afford
-from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
+from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE, Config
 from engine.errors import ConfigErrors, EngineError, ScenarioError
-from engine.export import FORMATS
+from engine.export import FORMATS, LARGE_EXPORT_BYTES, estimated_bytes
 from engine.scenario import (
     BUILTIN_NAMES,
     MAX_DURATION_US,
+    Scenario,
     builtin_scenario,
     builtin_scenarios,
     load,
@@ -81,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_int_in(0, None), default=None, help="integer >= 0 (default 1)")
     run.add_argument("--duration-us", type=_int_in(1, MAX_DURATION_US), default=None,
                      help="simulated microseconds (default: the scenario's, 100000)")
-    run.add_argument("--export", default=None, metavar="FILE", help="write the event log here")
+    run.add_argument("--export", default=None, metavar="FILE",
+                     help="write the event log here (gzip'ed when FILE ends in .gz)")
     run.add_argument("--format", choices=FORMATS, default=None,
                      help="event log format (default: from the --export file name: .csv csv, "
-                          ".json chrome, otherwise jsonl)")
+                          ".json chrome, .pftrace perfetto, otherwise jsonl)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     sub.add_parser("scenarios", help="list the built-in scenarios")
@@ -94,14 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # File name endings and the export format they imply when --format is not given.
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "chrome"}
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "chrome", ".pftrace": "perfetto"}
 
 
 def export_format(path: Path, given: str | None) -> str:
-    """The format to write `path` in: `given`, else the one its name ends with, else jsonl."""
+    """The format to write `path` in: `given`, else the one its name ends with (a final
+    .gz aside: run.pftrace.gz is a gzip'ed Perfetto trace), else jsonl."""
     if given is not None:
         return given
+    if is_gzip(path):
+        path = path.with_suffix("")
     return SUFFIX_FORMATS.get(path.suffix.lower(), "jsonl")
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the export is written gzip'ed: a file name ending in .gz."""
+    return path.suffix.lower() == ".gz"
 
 
 def _check_empty(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -122,7 +132,7 @@ def _open_export(path: Path, parser: argparse.ArgumentParser) -> Any:
         parser.error(f"argument --export: directory {str(path.parent)!r} does not exist")
     tmp = path.with_name(path.name + ".partial")
     try:
-        return open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        return open(tmp, "wb")  # noqa: SIM115  (binary: gzip and the Perfetto trace)
     except OSError as exc:
         parser.error(f"argument --export: cannot write {str(tmp)!r}: {exc.strerror}")
 
@@ -164,8 +174,11 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     progress = _progress(end_ns) if sys.stderr.isatty() else None
     try:
         if out is not None and export_path is not None:
+            expected = _expected_records(config, scenario, end_ns)
+            _tell_size(fmt, expected, export_path)
             with out:
-                result = run(config, scenario, end_ns, out, fmt, progress)
+                result = run(config, scenario, end_ns, out, fmt, progress,
+                             expected_records=expected, gzip=is_gzip(export_path))
             Path(out.name).replace(export_path)
         else:
             result = run(config, scenario, end_ns, None, fmt, progress)
@@ -182,6 +195,31 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         _print_summary(result, export_path, fmt)
     return 0
+
+
+def _expected_records(config: Config, scenario: Scenario, end_ns: int) -> int:
+    """About how many records the run will have: its first 2% (at least 1 ms) simulated,
+    the rate of that pilot's second half (past the start-up) taken for the rest.
+    Deterministic, so the same command writes the same file."""
+    from engine.run import records
+
+    pilot_ns = min(end_ns, max(end_ns // 50, 1_000_000))
+    half_ns = pilot_ns // 2
+    count = later = 0
+    for rec in records(config, scenario, pilot_ns, finish=False):
+        count += 1
+        later += rec[0] >= half_ns
+    return count + later * (end_ns - pilot_ns) // max(1, pilot_ns - half_ns)
+
+
+def _tell_size(fmt: str, expected_records: int, path: Path) -> None:
+    """Say on stderr how big a large export will be, before writing it."""
+    size = estimated_bytes(fmt, expected_records)
+    if size > LARGE_EXPORT_BYTES:
+        gz = " before gzip" if is_gzip(path) else ""
+        shown = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+        print(f"tdx-contention run: the {fmt} export will be about {shown}{gz} "
+              f"(about {expected_records:,} records); writing {path}", file=sys.stderr)
 
 
 def _progress(end_ns: int) -> Any:

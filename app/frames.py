@@ -76,9 +76,8 @@ def difference(now: Snapshot, before: Snapshot) -> Counts:
     part.zero_step_activations = now.zero_step_activations - before.zero_step_activations
     part.busy_by_operand = _minus(now.busy_by_operand, before.busy_by_operand)
     part.calls_by_attempts = _minus(now.calls_by_attempts, before.calls_by_attempts)
-    zero = [0, 0, 0, 0]
     for leaf, counts in now.by_leaf.items():
-        old = before.by_leaf.get(leaf, zero)
+        old = before.by_leaf.get(leaf, [0] * len(counts))
         delta = [a - b for a, b in zip(counts, old, strict=True)]
         if any(delta):
             part.by_leaf[leaf] = delta

@@ -1,9 +1,11 @@
-"""Prometheus exposition: counters over every run this process simulated, config gauges."""
+"""Prometheus exposition: per-run-label counters over every run this process simulated."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -15,93 +17,142 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from engine.config import Config
+from engine.config import FIELDS, Config
 from engine.sim import COMPILED
-from engine.status import LEAVES, OPERANDS
-from engine.summary import Tally
+from engine.status import OPERANDS, SEAMCALL_LEAVES, TDCALL_LEAVES
+from engine.summary import BUSY_SLOTS, Tally
 
 PREFIX = "tdx_contention_"
+MAIN, TWIN = "main", "twin"  # the `run` label: the current run, and its compare twin
 # Attempts per logical call; 17 is where the seed's retry budget of 16 runs out.
 ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 8, 16, 17, 32, 64, 128, 256, 512, 1025)
+
+
+@dataclass
+class _Series:
+    """Everything counted under one `run` label."""
+
+    by_leaf: dict[str, list[int]] = field(default_factory=dict)  # Tally.by_leaf's layout
+    zero_step: int = 0
+    calls: dict[int, int] = field(default_factory=dict)
+    sim_total_ns: int = 0
+    clock_ns: int = 0  # the run's simulated clock when last added
+    config: Config = field(default_factory=Config)
+    run_id: str = ""
+    started: float = 0.0
 
 
 class Metrics(Collector):
     """Cumulative counts fed by the runner thread, read by a per-app registry on scrape.
 
     Counting is done by the runner from its per-frame tallies, so a scrape costs nothing
-    on the engine path and the label sets stay fixed (every leaf, every operand).
+    on the engine path and the label sets stay fixed (every leaf, every operand). Each
+    series carries `run`: "main" for the current run, "twin" for its compare twin.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._attempts_by_leaf = dict.fromkeys(LEAVES, 0)
-        self._busy_by_operand = dict.fromkeys(OPERANDS, 0)
-        self._retries = self._giveups = self._zero_step = 0
-        self._calls: dict[int, int] = {}
-        self._retry_max = 0
-        self._zero_step_enabled = False
+        self._series: dict[str, _Series] = {MAIN: _Series()}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
-    def add(self, tally: Tally) -> None:
+    def add(self, part: Tally, *, run: str = MAIN, sim_ns: int | None = None) -> None:
+        """Count a tick's tally. `sim_ns` is the run's simulated clock after it; without
+        it the run is taken to be in lockstep with the main run (a compare twin)."""
         with self._lock:
-            for leaf, counts in tally.by_leaf.items():
-                self._attempts_by_leaf[leaf] = self._attempts_by_leaf.get(leaf, 0) + counts[0]
-            for operand, n in tally.busy_by_operand.items():
-                self._busy_by_operand[operand] = self._busy_by_operand.get(operand, 0) + n
-            self._retries += tally.retries
-            self._giveups += tally.giveups
-            self._zero_step += tally.zero_step_activations
-            for attempts, n in tally.calls_by_attempts.items():
-                self._calls[attempts] = self._calls.get(attempts, 0) + n
+            s = self._series.setdefault(run, _Series())
+            for leaf, counts in part.by_leaf.items():
+                mine = s.by_leaf.setdefault(leaf, [0] * len(counts))
+                for i, n in enumerate(counts):
+                    mine[i] += n
+            s.zero_step += part.zero_step_activations
+            for attempts, n in part.calls_by_attempts.items():
+                s.calls[attempts] = s.calls.get(attempts, 0) + n
+            clock = sim_ns if sim_ns is not None else self._series[MAIN].clock_ns
+            s.sim_total_ns += clock - s.clock_ns if clock >= s.clock_ns else clock
+            s.clock_ns = clock
 
-    def set_config(self, config: Config) -> None:
+    def set_config(self, config: Config, *, run: str = MAIN, run_id: str | None = None) -> None:
+        """The run's live config (config_info); a new `run_id` marks a new run."""
         with self._lock:
-            self._retry_max = config.retry_max
-            self._zero_step_enabled = config.zero_step
+            s = self._series.setdefault(run, _Series())
+            s.config = config
+            if run_id is not None and run_id != s.run_id:
+                s.run_id, s.started, s.clock_ns = run_id, time.time(), 0
+
+    def remove(self, run: str) -> None:
+        """Stop exposing a run label's series (the compare twin, when compare stops)."""
+        with self._lock:
+            if run != MAIN:
+                self._series.pop(run, None)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            attempts = CounterMetricFamily(PREFIX + "seamcall_attempts",
-                                           "SEAMCALL and TDCALL attempts", labels=["leaf"])
-            for leaf, n in self._attempts_by_leaf.items():
-                attempts.add_metric([leaf], n)
-            busy = CounterMetricFamily(PREFIX + "busy", "attempts that returned a BUSY status",
-                                       labels=["operand"])
-            for operand, n in self._busy_by_operand.items():
-                busy.add_metric([operand], n)
-            scalars = [
-                CounterMetricFamily(PREFIX + "retries", "attempts with attempt > 1",
-                                    value=self._retries),
-                CounterMetricFamily(PREFIX + "giveups", "BUSY handed back to the caller",
-                                    value=self._giveups),
-                CounterMetricFamily(PREFIX + "zero_step_activations",
-                                    "VP.ENTERs on which the zero-step filter fired",
-                                    value=self._zero_step),
-            ]
-            histogram = self._histogram()
-            retry_max = GaugeMetricFamily(PREFIX + "retry_max", "current retry budget",
-                                          value=self._retry_max)
-            zero_step = GaugeMetricFamily(PREFIX + "zero_step_enabled",
-                                          "1 when zero-step detection is on",
-                                          value=int(self._zero_step_enabled))
-        yield attempts
-        yield busy
-        yield from scalars
-        yield histogram
-        yield retry_max
-        yield zero_step
-        # Which engine build runs: the mypyc-compiled one is about 3x faster.
+            families = self._families()
+        yield from families
+        # Which engine build runs: the mypyc-compiled one is about 5x faster.
         yield InfoMetricFamily(PREFIX + "engine", "the simulation engine's build",
                                value={"build": "compiled" if COMPILED else "pure"})
 
-    def _histogram(self) -> HistogramMetricFamily:
+    def _families(self) -> list[Metric]:
+        def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+            return CounterMetricFamily(PREFIX + name, doc, labels=["run", *labels])
+
+        seamcalls = counter("seamcall_attempts", "SEAMCALL attempts (host to module)", ["leaf"])
+        tdcalls = counter("tdcall_attempts", "TDCALL attempts (guest to module)", ["leaf"])
+        busy = counter("busy", "attempts that returned a BUSY status", ["operand", "leaf"])
+        retries = counter("retries", "attempts with attempt > 1", ["leaf"])
+        giveups = counter("giveups", "BUSY handed back to the caller", ["leaf"])
+        zero_step = counter("zero_step_activations",
+                            "VP.ENTERs on which the zero-step filter fired", [])
+        simulated = counter("simulated_seconds", "simulated time advanced", [])
+        retry_max = GaugeMetricFamily(PREFIX + "retry_max", "current retry budget",
+                                      labels=["run"])
+        enabled = GaugeMetricFamily(PREFIX + "zero_step_enabled",
+                                    "1 when zero-step detection is on", labels=["run"])
+        config_info = InfoMetricFamily(PREFIX + "config", "the run's live config",
+                                       labels=["run"])
+        run_info = InfoMetricFamily(PREFIX + "run", "the run being simulated", labels=["run"])
+        histogram = HistogramMetricFamily(PREFIX + "attempts_per_call",
+                                          "attempts per completed logical call", labels=["run"])
+        out: list[Metric] = [seamcalls, tdcalls, busy, retries, giveups, zero_step, simulated,
+                             retry_max, enabled, config_info, run_info, histogram]
+        for run, s in self._series.items():
+            for leaves, family in ((SEAMCALL_LEAVES, seamcalls), (TDCALL_LEAVES, tdcalls)):
+                for leaf in leaves:
+                    family.add_metric([run, leaf], self._leaf(s, leaf, 0))
+            for leaf in (*SEAMCALL_LEAVES, *TDCALL_LEAVES):
+                retries.add_metric([run, leaf], self._leaf(s, leaf, 2))
+                giveups.add_metric([run, leaf], self._leaf(s, leaf, 3))
+                for operand in OPERANDS:
+                    busy.add_metric([run, operand, leaf], self._leaf(s, leaf, BUSY_SLOTS[operand]))
+            zero_step.add_metric([run], s.zero_step)
+            simulated.add_metric([run], s.sim_total_ns / 1e9)
+            retry_max.add_metric([run], s.config.retry_max)
+            enabled.add_metric([run], int(s.config.zero_step))
+            config_info.add_metric([run], {k: _label(getattr(s.config, k)) for k in FIELDS})
+            run_info.add_metric([run], {"run_id": s.run_id, "scenario": s.config.scenario,
+                                        "started": f"{s.started:.0f}"})
+            histogram.add_metric([run], *self._buckets(s))
+        return out
+
+    @staticmethod
+    def _leaf(s: _Series, leaf: str, slot: int) -> int:
+        counts = s.by_leaf.get(leaf)
+        return counts[slot] if counts is not None and slot < len(counts) else 0
+
+    @staticmethod
+    def _buckets(s: _Series) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative buckets and the sum of the attempts-per-call histogram."""
         buckets: list[tuple[str, float]] = []
         for bound in ATTEMPT_BUCKETS:
-            buckets.append((str(float(bound)), sum(n for k, n in self._calls.items() if k <= bound)))
-        total = sum(self._calls.values())
-        buckets.append(("+Inf", total))
-        sum_value = sum(k * n for k, n in self._calls.items())
-        return HistogramMetricFamily(PREFIX + "attempts_per_call",
-                                     "attempts per completed logical call",
-                                     buckets=buckets, sum_value=sum_value)
+            buckets.append((str(float(bound)), sum(n for k, n in s.calls.items() if k <= bound)))
+        buckets.append(("+Inf", sum(s.calls.values())))
+        return buckets, sum(k * n for k, n in s.calls.items())
+
+
+def _label(value: object) -> str:
+    """A config value as a label: booleans as true/false, like the JSON config."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

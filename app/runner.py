@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from app.hub import Hub
 from app.liverun import LiveRun, Recipe
-from app.metrics import Metrics
+from app.metrics import TWIN, Metrics
 from app.pace import Pace
 from app.scenarios import Catalogue
 from app.schema import State
@@ -249,15 +249,13 @@ class Runner(Comparing):
         run.lagging = self.pace["lagging"]
         twin = None
         if self.twin is not None:
-            # Not counted in the metrics yet: app/metrics.py takes no `run` label on this
-            # branch. Once Metrics.add(part, run=...) exists, add the twin's part with
-            # run="twin" here (and set_config/remove it in Comparing).
             behind = self.twin.behind(run.sim.now)
-            body = self.twin.run.frame(behind)[0].model_dump(exclude={"type", "twin", "pace",
-                                                                      "sent_at"})
+            twin_frame, twin_part = self.twin.run.frame(behind)
+            body = twin_frame.model_dump(exclude={"type", "twin", "pace", "sent_at"})
             twin = {**body, "changes": self.twin.changes, "catching_up": behind}
+            self.metrics.add(twin_part.tally, run=TWIN, sim_ns=self.twin.run.sim.now)
         message, part = run.frame(run.lagging, pace=self.pace, twin=twin)
-        self.metrics.add(part.tally)
+        self.metrics.add(part.tally, sim_ns=run.sim.now)
         self.hub.publish_threadsafe(message.model_dump_json())
 
     def _flush_tick(self) -> None:
@@ -321,6 +319,7 @@ class Runner(Comparing):
             self.run.apply(live, recorded=True)
             if self.twin is not None:
                 self.twin.control(self.run.sim.now, live)
+                self.metrics.set_config(self.twin.run.sim.config, run=TWIN)
             self.metrics.set_config(new)
             self._broadcast()
         return self.run.sim.config.to_dict()
@@ -339,7 +338,7 @@ class Runner(Comparing):
         afford.check(scenario, config.vcpus, config.scenario)  # before any of it is built
         run = LiveRun(config, scenario, toml)
         self.store.save_run(run.settle())
-        self.metrics.set_config(config)
+        self.metrics.set_config(config, run_id=run.run_id)
         return run
 
     def _new_run(self, config: Config) -> None:

@@ -1,10 +1,162 @@
-"""The wire schema: every message the server sends over WebSocket, tagged by `type`."""
+"""The wire schema: REST bodies and every WebSocket message, as pydantic models.
+
+The request models mirror engine/config.py's validation (tests/app/test_schema.py keeps
+every field, range and name agreeing); the engine still validates on its own.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
+
+from engine.chrome import BUSY_INSTANTS_MAX_RECORDS
+from engine.export import (
+    BYTES_PER_RECORD,
+    BYTES_PER_RECORD_CHROME_LARGE,
+    EXTENSIONS,
+    FORMATS,
+    LARGE_EXPORT_BYTES,
+    MEDIA_TYPES,
+)
+
+EXPORT_LABELS = {"perfetto": "Perfetto trace", "jsonl": "JSONL", "csv": "CSV",
+                 "chrome": "Chrome trace"}
+
+
+def _number(value: Any) -> Any:
+    """JSON numbers only: a bool or a numeric string is not a speed (as in the engine)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number > 0")
+    return value
+
+
+# One type per config field, the engine's ranges (engine/config.py check_field).
+Scenario = Annotated[str, Field(strict=True, min_length=1,
+                                description="a scenario name (GET /api/scenarios)")]
+Policy = Annotated[Literal["none", "bounded", "vmm_lock", "upstream", "backoff"],
+                   Field(description="KVM's BUSY policy (live)")]
+RetryMax = Annotated[int, Field(strict=True, ge=0, le=1024,
+                                description="retries before a BUSY is handed back (live)")]
+ZeroStep = Annotated[bool, Field(strict=True, description="the zero-step mitigation (live)")]
+Vcpus = Annotated[int, Field(strict=True, ge=1, le=512)]
+ModuleVersion = Annotated[Literal["1.0", "1.5"], Field(description="TDX module version")]
+Seed = Annotated[int, Field(strict=True, ge=0)]
+Speed = Annotated[float, BeforeValidator(_number),
+                  Field(gt=0, le=1e9, allow_inf_nan=False,
+                        description="simulated microseconds per wall-clock second (live)")]
+
+CONFIG_EXAMPLE: dict[str, Any] = {"scenario": "zero-step", "policy": "bounded", "retry_max": 16,
+                  "zero_step": True, "vcpus": 8, "module_version": "1.5", "seed": 1,
+                  "speed": 1000.0}
+
+
+class ConfigModel(BaseModel):
+    """A run's whole config (CONTRACT.md "Config")."""
+
+    model_config = ConfigDict(title="Config", extra="forbid",
+                              json_schema_extra={"examples": [CONFIG_EXAMPLE]})
+
+    scenario: Scenario
+    policy: Policy
+    retry_max: RetryMax
+    zero_step: ZeroStep
+    vcpus: Vcpus
+    module_version: ModuleVersion
+    seed: Seed
+    speed: Speed
+
+
+class ConfigPatch(BaseModel):
+    """Some config fields: policy, retry_max, zero_step and speed apply to the running
+    simulation at once; any other field starts a new run. (None means "not given": a
+    JSON null is handed to the engine, which refuses it by name.)"""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"retry_max": 4}, {"policy": "upstream", "zero_step": False}, {"vcpus": 64}]})
+
+    scenario: Scenario | SkipJsonSchema[None] = None
+    policy: Policy | SkipJsonSchema[None] = None
+    retry_max: RetryMax | SkipJsonSchema[None] = None
+    zero_step: ZeroStep | SkipJsonSchema[None] = None
+    vcpus: Vcpus | SkipJsonSchema[None] = None
+    module_version: ModuleVersion | SkipJsonSchema[None] = None
+    seed: Seed | SkipJsonSchema[None] = None
+    speed: Speed | SkipJsonSchema[None] = None
+
+
+class RunState(BaseModel):
+    state: Literal["running", "paused"]
+    run_id: str
+
+
+class LeafCounts(BaseModel):
+    attempts: int
+    busy: int
+    retries: int
+    giveups: int
+
+
+class Summary(BaseModel):
+    """A run's counts (CONTRACT.md "Summary"); further figures may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: ConfigModel
+    sim_ns: int
+    events: int
+    attempts: int
+    busy: int
+    retries: int
+    giveups: int
+    zero_step_activations: int
+    busy_by_operand: dict[str, int]
+    by_leaf: dict[str, LeafCounts]
+
+
+class Stats(Summary):
+    """GET /api/stats: the current run's summary, its id and state."""
+
+    run_id: str
+    state: Literal["running", "paused"]
+    lagging: bool
+
+
+class RunListing(BaseModel):
+    """One run kept in the data dir."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    created: float
+    scenario: str
+    config: ConfigModel
+    end_ns: int
+    controls: int
+    summary: dict[str, Any]
+    current: bool
+
+
+class Health(BaseModel):
+    ok: bool
+    detail: str | None = None  # why the runner is down (with ok false, a 503)
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class HTTPError(BaseModel):
+    """A 400, 401, 403, 404, 410 or 503: what went wrong, in one sentence."""
+
+    detail: str
+
+
+class _Message(BaseModel):
+    """A WebSocket message: every field it may carry is declared (the schema says so)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ScenarioInfo(BaseModel):
@@ -14,7 +166,31 @@ class ScenarioInfo(BaseModel):
     td: dict[str, Any] = {}  # the config defaults its [td] table sets
 
 
-class Hello(BaseModel):
+class ExportFormat(BaseModel):
+    """An export format as the page offers it, with what it needs to estimate a size."""
+
+    format: str
+    label: str
+    extension: str
+    media_type: str
+    bytes_per_record: int
+    # Above this many records the format gets leaner (Chrome: no BUSY instants).
+    lean_above_records: int | None = None
+    lean_bytes_per_record: int | None = None
+
+
+def export_formats() -> list[ExportFormat]:
+    """Every export format, the one to prefer (Perfetto's native trace) first."""
+    order = sorted(FORMATS, key=lambda f: f != "perfetto")
+    return [ExportFormat(
+        format=f, label=EXPORT_LABELS[f], extension=EXTENSIONS[f], media_type=MEDIA_TYPES[f],
+        bytes_per_record=BYTES_PER_RECORD[f],
+        lean_above_records=BUSY_INSTANTS_MAX_RECORDS if f == "chrome" else None,
+        lean_bytes_per_record=BYTES_PER_RECORD_CHROME_LARGE if f == "chrome" else None,
+    ) for f in order]
+
+
+class Hello(_Message):
     """First message on a new connection: everything the page needs to lay itself out."""
 
     type: Literal["hello"] = "hello"
@@ -39,6 +215,8 @@ class Hello(BaseModel):
     error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
+    exports: list[ExportFormat] = Field(default_factory=export_formats)
+    large_export_bytes: int = LARGE_EXPORT_BYTES  # the page says the size of bigger exports
 
 
 class Totals(BaseModel):
@@ -50,7 +228,7 @@ class Totals(BaseModel):
     zero_step_activations: int
 
 
-class Frame(BaseModel):
+class Frame(_Message):
     """What one tick of the runner produced; counts are within the frame except `totals`."""
 
     type: Literal["frame"] = "frame"
@@ -78,7 +256,7 @@ class Frame(BaseModel):
     twin: dict[str, Any] | None = None  # the twin's counters for this frame, when comparing
 
 
-class State(BaseModel):
+class State(_Message):
     """Broadcast whenever the run, its state or its config changes."""
 
     type: Literal["state"] = "state"
@@ -92,11 +270,11 @@ class State(BaseModel):
     error: str | None = None  # why the run was paused by a failure (engine or storage)
 
 
-class Pong(BaseModel):
+class Pong(_Message):
     type: Literal["pong"] = "pong"
 
 
-class Error(BaseModel):
+class Error(_Message):
     type: Literal["error"] = "error"
     message: str
 
@@ -116,3 +294,23 @@ class Problems(BaseModel):
     def of(cls, problems: list[tuple[str, str]]) -> Problems:
         return cls(detail=[FieldProblem(field=f, message=m) for f, m in problems],
                    message="; ".join(f"{f}: {m}" for f, m in problems))
+
+
+class ScenariosChanged(_Message):
+    """Broadcast when a scenario was posted: the new list."""
+
+    type: Literal["scenarios"] = "scenarios"
+    scenarios: list[ScenarioInfo]
+
+
+ServerMessage = Annotated[Hello | Frame | State | ScenariosChanged | Pong | Error,
+                          Field(discriminator="type")]
+SERVER_MESSAGES: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+def ws_json_schema() -> dict[str, Any]:
+    """The JSON Schema of every message the server sends on /ws (one of, by `type`)."""
+    schema: dict[str, Any] = SERVER_MESSAGES.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tdx-contention WebSocket messages (server to client)"
+    return schema

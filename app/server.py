@@ -12,12 +12,14 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import api, compare, ws
 from app.hub import Hub
 from app.metrics import Metrics
+from app.openapi import TAGS
 from app.runner import Runner
 from app.scenarios import Catalogue
 from app.schema import Problems
@@ -68,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(title="tdx-contention", lifespan=lifespan, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+                  redoc_url=None, openapi_url="/api/openapi.json", openapi_tags=TAGS,
+                  description="Live TDX module lock contention: config, runs, exports. "
+                              "The WebSocket /ws messages: GET /api/ws-schema.json.")
     app.state.settings = settings
     app.add_middleware(Guard, hosts=HostPolicy(settings.host, settings.allow_hosts),
                        token=settings.token)
@@ -86,6 +90,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConfigErrors)
     async def config_errors(request: Request, exc: ConfigErrors) -> JSONResponse:
         problems = Problems.of([(e.field, e.message) for e in exc.errors])
+        return JSONResponse(problems.model_dump(), status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own checks answer in the same shape as the engine's (Problems)."""
+        problems = Problems.of([(str(e["loc"][-1]) if e["loc"] else "request", e["msg"])
+                                for e in exc.errors()])
         return JSONResponse(problems.model_dump(), status_code=422)
 
     @app.exception_handler(RunnerUnavailable)

@@ -6,6 +6,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from app.liverun import LiveRun, Recipe
+from app.metrics import TWIN
 from engine.config import check_field
 from engine.errors import ConfigError, ConfigErrors
 
@@ -114,6 +115,13 @@ class Comparing:
         return {"run_id": self.run.run_id, "state": self.state,
                 "config": self.run.sim.config.to_dict(), "listings": listings}
 
+    def events_of(self, run_id: str) -> int | None:
+        """How many records the live run (or twin) `run_id` has handed out, else None."""
+        for run in (self.run, self.twin.run if self.twin is not None else None):
+            if run is not None and run.run_id == run_id:
+                return run.tally.events
+        return None
+
     def _recipe(self, run_id: str | None) -> Recipe | None:
         if run_id is None or run_id == self.run.run_id:
             return self.run.recipe()
@@ -133,6 +141,7 @@ class Comparing:
             self.store.save_run(self.twin.run.settle())
         self.twin = None
         self.compare = None
+        self.metrics.remove(TWIN)
         self._broadcast()
         return self._compare_info()
 
@@ -152,3 +161,4 @@ class Comparing:
             self.store.save_run(self.twin.run.settle())
         self.twin = Twin(self.run, self.compare)
         self.store.save_run(self.twin.run.settle())
+        self.metrics.set_config(self.twin.run.sim.config, run=TWIN, run_id=self.twin.run.run_id)

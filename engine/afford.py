@@ -178,6 +178,10 @@ def problems(scenario: Scenario, vcpus: int) -> list[tuple[str, str]]:
     if t.seamcall_ns + t.vp_entry_ns + t.td_exit_ns == 0 or t.seamcall_ns + t.retry_gap_ns == 0:
         out.append(("timing.seamcall_ns", "with vp_entry_ns, td_exit_ns and retry_gap_ns this "
                     "leaves a vCPU's calls costing no simulated time; accepts a sum above 0"))
+    if t.kvm_fault_ns == 0:
+        out.append(("timing.kvm_fault_ns", "0 ns: a fault run again (a frozen SPTE, an "
+                    "invalidation window, upstream's local retry) would loop without "
+                    "simulated time passing; accepts at least 1"))
     if t.accept_ns + t.guest_retry_gap_ns == 0:
         out.append(("timing.accept_ns", "with guest_retry_gap_ns 0 a guest's retried ACCEPT "
                     "would cost no simulated time; accepts a sum above 0"))
@@ -199,7 +203,9 @@ def problems(scenario: Scenario, vcpus: int) -> list[tuple[str, str]]:
 def events_per_us(scenario: Scenario, vcpus: int) -> tuple[float, str]:
     """Records per simulated microsecond at most, and the key most of them come from."""
     w = scenario.workload
-    parts = {"vcpus": _vcpu_rates(scenario, vcpus)[0]}
+    parts = {"vcpus": _vcpu_rates(scenario, vcpus)[0],
+             # every vCPU running its fault again in a loop, no record each time
+             "timing.kvm_fault_ns": vcpus * 1000 / max(scenario.timing.kvm_fault_ns, 1)}
     pages = _pages(scenario, vcpus)
     if w.zap_pages:
         batch = min(w.zap_pages, pages)

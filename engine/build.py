@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from engine.pagebytes import ACCEPTED
 from engine.records import GIVEUP, SEAMCALL, SUCCESS
-from engine.sim import ACCEPTED
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -14,11 +15,15 @@ PAGE_ADD = "TDH.MEM.PAGE.ADD"
 
 
 class Builder:
-    """Adds `pages` image pages one after another, from the start of guest memory."""
+    """Adds `pages` image pages one after another, from the start of guest memory, then
+    calls `on_done()`: KVM_TDX_FINALIZE_VM after the last TDH.MEM.PAGE.ADD released TDR,
+    so the vCPUs' first TDH.VP.ENTER never meets the build's exclusive TDR."""
 
-    def __init__(self, sim: Simulation, pages: int) -> None:
+    def __init__(self, sim: Simulation, pages: int,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.sim = sim
         self.pages = pages
+        self.on_done = on_done
         self.next_page = 0
         self.name = "build0"
         self.steps = sim.host_locks[PAGE_ADD]
@@ -29,6 +34,8 @@ class Builder:
     def _add(self, _: Any) -> None:
         sim = self.sim
         if self.next_page >= self.pages:
+            if self.on_done is not None:
+                self.on_done()
             return
         page = self.next_page
         fail = sim.locks.try_acquire(self.steps, -1, page, True)

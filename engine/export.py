@@ -1,22 +1,31 @@
-"""Writers of the event log: JSONL, CSV and Chrome trace, streaming, chosen by name."""
+"""Writers of the event log: JSONL, CSV, Chrome and Perfetto traces, streaming, chosen by name."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
+from engine.chrome import BUSY_INSTANTS_MAX_RECORDS, chrome_chunks
 from engine.config import LIVE_FIELDS
-from engine.records import CALL_KINDS, FIELDS, ZERO_STEP, Record
+from engine.records import FIELDS, Record
 from engine.status import status_hex
 
-FORMATS = ("jsonl", "csv", "chrome")
+FORMATS = ("jsonl", "csv", "chrome", "perfetto")
+TEXT_FORMATS = ("jsonl", "csv", "chrome")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv",
-               "chrome": "application/json"}
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "chrome": "json"}
+               "chrome": "application/json", "perfetto": "application/x-protobuf"}
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "chrome": "json", "perfetto": "pftrace"}
 CSV_COLUMNS = FIELDS + LIVE_FIELDS + ("extra",)
-COUNTER_WINDOW_NS = 100_000  # Chrome trace: one busy-rate counter sample per 100 us
+# Bytes per record of each format, measured on zero-step and conversion at 8 and 64 vCPUs
+# (bench/export.py); for the size an export will have before it is written. Chrome's is
+# with BUSY instants (runs up to engine.chrome.BUSY_INSTANTS_MAX_RECORDS records).
+BYTES_PER_RECORD = {"jsonl": 178, "csv": 83, "chrome": 200, "perfetto": 60}
+BYTES_PER_RECORD_CHROME_LARGE = 140  # without BUSY instants
+LARGE_EXPORT_BYTES = 100_000_000  # the CLI and the page say the size above this
+PIECE_BYTES = 256 * 1024  # encode() joins the writers' small pieces into pieces this big
 
 
 # json.dumps(value, separators=(",", ":")) without building a JSONEncoder per call (that
@@ -128,75 +137,86 @@ def csv_lines(records: Iterable[Record]) -> Iterator[str]:
         seq += 1
 
 
-def _us(t_ns: int) -> str:
-    return "%d.%03d" % divmod(t_ns, 1000)
-
-
-_TID_BASES = (("vcpu", 1), ("zap", 10_001), ("build", 20_001), ("invalidate", 30_001),
-              ("signal", 40_001), ("memslot", 50_001))
-
-
-def _tid(actor: str) -> int:
-    """A track per actor: vcpuN, zapN, ... each get their own range; anything else 90000."""
-    for prefix, base in _TID_BASES:
-        if actor.startswith(prefix) and actor[len(prefix):].isdigit():
-            return base + int(actor[len(prefix):])
-    return 90_000
-
-
-def chrome_chunks(records: Iterable[Record]) -> Iterator[str]:
-    """A Chrome trace (opens in Perfetto UI): X per attempt, M per track, instants, counters."""
-    yield '{"traceEvents":[\n'
-    yield '{"name":"process_name","ph":"M","pid":1,"tid":0,"args":{"name":"TD"}}'
-    seen: set[str] = set()
-    window_end = COUNTER_WINDOW_NS
-    busy: dict[str, int] = {}
-    for rec in records:
-        t, dur, kind, actor = rec[0], rec[1], rec[2], rec[3]
-        while t >= window_end:
-            yield _counter(window_end - COUNTER_WINDOW_NS, busy)
-            busy = {}
-            window_end += COUNTER_WINDOW_NS
-        tid = _tid(actor)
-        if actor not in seen:
-            seen.add(actor)
-            yield ',\n{"name":"thread_name","ph":"M","pid":1,"tid":%d,"args":{"name":"%s"}}' % (tid, actor)
-        if kind in CALL_KINDS:
-            status = status_hex(rec[5])
-            yield (',\n{"name":"%s","cat":"%s","ph":"X","pid":1,"tid":%d,"ts":%s,"dur":%s,'
-                   '"args":{"status":"%s","operand":%s,"attempt":%d,"outcome":"%s"}}') % (
-                rec[4], kind, tid, _us(t), _us(dur), status, _js(rec[6]), rec[7], rec[8])
-            if rec[8] == "busy" or rec[8] == "giveup":
-                busy[rec[6]] = busy.get(rec[6], 0) + 1
-                yield (',\n{"name":"BUSY %s","cat":"busy","ph":"i","s":"t","pid":1,"tid":%d,'
-                       '"ts":%s,"args":{"status":"%s"}}') % (rec[6], tid, _us(t), status)
-        elif kind == ZERO_STEP:
-            yield (',\n{"name":"zero-step","cat":"zero_step","ph":"i","s":"t","pid":1,'
-                   '"tid":%d,"ts":%s}') % (tid, _us(t))
-        elif dur:
-            yield ',\n{"name":"%s","cat":"%s","ph":"X","pid":1,"tid":%d,"ts":%s,"dur":%s}' % (
-                kind, kind, tid, _us(t), _us(dur))
-        else:
-            args = _compact_json(rec[9] or {})
-            yield ',\n{"name":"%s","cat":"%s","ph":"i","s":"t","pid":1,"tid":%d,"ts":%s,"args":%s}' % (
-                kind, kind, tid, _us(t), args)
-    if busy:
-        yield _counter(window_end - COUNTER_WINDOW_NS, busy)
-    yield "\n]}\n"
-
-
-def _counter(t_ns: int, busy: dict[str, int]) -> str:
-    args = _compact_json(dict(sorted(busy.items())))
-    return ',\n{"name":"BUSY per 100us","ph":"C","pid":1,"tid":0,"ts":%s,"args":%s}' % (_us(t_ns), args)
-
-
-WRITERS: dict[str, Callable[[Iterable[Record]], Iterator[str]]] = {
-    "jsonl": jsonl_pieces, "csv": csv_lines, "chrome": chrome_chunks,
-}
-
-
-def chunks(fmt: str, records: Iterable[Record]) -> Iterator[str]:
-    """The text of the event log in format `fmt`, in pieces; ValueError for an unknown one."""
-    if fmt not in WRITERS:
+def _check(fmt: str) -> None:
+    if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    return WRITERS[fmt](records)
+
+
+def chunks(fmt: str, records: Iterable[Record], config: dict[str, Any] | None = None,
+           expected_records: int | None = None) -> Iterator[str]:
+    """The text of the event log in a text format, in pieces; ValueError for an unknown
+    format. `config` and `expected_records` (how many records the run has, or about) are
+    for the Chrome trace's metadata and its choice of BUSY instants."""
+    _check(fmt)
+    if fmt == "jsonl":
+        return jsonl_pieces(records)
+    if fmt == "csv":
+        return csv_lines(records)
+    if fmt == "chrome":
+        return chrome_chunks(records, config, expected_records)
+    raise ValueError(f"{fmt} is a binary format: use engine.export.encode")
+
+
+def encode(fmt: str, records: Iterable[Record], config: dict[str, Any] | None = None,
+           expected_records: int | None = None, gzip: bool = False) -> Iterator[bytes]:
+    """The event log in any format as bytes, in pieces of about PIECE_BYTES (gzip'ed when
+    asked): what a file or an HTTP response is written from."""
+    _check(fmt)
+    if fmt == "perfetto":
+        from engine.perfetto import perfetto_chunks  # loads protobuf: only for this format
+
+        pieces: Iterator[bytes] = perfetto_chunks(records, config, expected_records)
+    else:
+        pieces = (p.encode() for p in chunks(fmt, records, config, expected_records))
+    joined = _joined(pieces)
+    return _gzipped(joined) if gzip else joined
+
+
+def encode_batches(fmt: str, batches: Iterable[list[Record]],
+                   config: dict[str, Any] | None = None, expected_records: int | None = None,
+                   gzip: bool = False) -> Iterator[bytes]:
+    """encode() of a run handed out in lists (engine.run.slices)."""
+    if fmt == "jsonl" and not gzip:  # the fast path: JSONL formatted a list at a time
+        return _joined(p.encode() for p in jsonl_batches(batches))
+    flat = (rec for batch in batches for rec in batch)
+    return encode(fmt, flat, config, expected_records, gzip)
+
+
+def write(out: IO[bytes], fmt: str, batches: Iterable[list[Record]],
+          config: dict[str, Any] | None = None, expected_records: int | None = None,
+          gzip: bool = False) -> None:
+    """Write a run's log to a binary file."""
+    for piece in encode_batches(fmt, batches, config, expected_records, gzip):
+        out.write(piece)
+
+
+def _joined(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    buffer: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        buffer.append(piece)
+        size += len(piece)
+        if size >= PIECE_BYTES:
+            yield b"".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+def _gzipped(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """One gzip member (RFC 1952) over all the pieces, compressed as they come."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for piece in pieces:
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+def estimated_bytes(fmt: str, records: int) -> int:
+    """About how big an export of `records` records will be (before gzip)."""
+    _check(fmt)
+    per_record = BYTES_PER_RECORD[fmt]
+    if fmt == "chrome" and records > BUSY_INSTANTS_MAX_RECORDS:
+        per_record = BYTES_PER_RECORD_CHROME_LARGE
+    return records * per_record

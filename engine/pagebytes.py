@@ -14,6 +14,13 @@ from mypy_extensions import u8
 
 _SCAN_CHUNK: Final = 1 << 14  # pages copied at a time by find_either
 
+# Page states, one byte per guest page (the module's view of its SEPT leaf entry).
+UNMAPPED: Final = 0
+PENDING: Final = 1  # AUGed, not yet accepted by the guest
+ACCEPTED: Final = 2
+BLOCKED: Final = 3  # TDH.MEM.RANGE.BLOCK done, not yet removed
+LEAKED: Final = 4  # blocked for good: the zap path gave up on its REMOVE
+
 
 def page_bytes(count: int) -> vec[u8]:
     """`count` zero bytes."""

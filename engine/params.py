@@ -43,7 +43,9 @@ class Timing:
     guest_retry_gap_ns: int = 200
     # KVM's run loop going round after a BUSY TDH.VP.ENTER or a give-up.
     reenter_gap_ns: int = 300
-    # IPI to every vCPU plus the wait for all of them to leave guest mode: a few us.
+    # The IPI round trip of a kick: the least a kick takes. It lasts longer when a vCPU
+    # still has to finish entering or a TDCALL before it can leave guest mode (the kick
+    # waits for every vCPU's TD exit to be back in the host).
     kick_ns: int = 4_000
     # Host-side handling of an IO exit (emulation in KVM) and userspace's answer to a
     # memory-fault exit (a KVM_RUN round trip).

@@ -7,11 +7,14 @@ from typing import ClassVar, Final
 
 from engine.module import SEPT_WRAPPED
 from engine.params import Timing
-from engine.status import TDX_ERROR_SEPT_BUSY
+from engine.status import STATUS_CLASS_MASK, TDX_ERROR_SEPT_BUSY, TDX_OPERAND_BUSY
+
+TRACK: Final = "TDH.MEM.TRACK"
 
 GIVE_UP: Final = -1  # hand the BUSY back: the fault path re-enters the guest, the zap path moves on
 KICK_RETRY: Final = -2  # upstream zap path: block entry, kick every vCPU, retry once
-KVM_BUG: Final = -3  # upstream zap path: the retry after the kick failed too
+KVM_BUG: Final = -3  # the zap path's last try failed too (KVM_BUG_ON)
+RERUN: Final = -4  # upstream fault path: hand the BUSY back, and run the fault again
 
 
 class Policy:
@@ -21,6 +24,11 @@ class Policy:
     name: ClassVar[str] = ""
     # Serialise the SEPT SEAMCALLs behind a host mutex (the `vmm_lock` alternative).
     serialise_sept: ClassVar[bool] = False
+    # RET_PF_RETRY runs the fault again in a local loop (tdx_handle_ept_violation) rather
+    # than by entering the guest.
+    local_retry: ClassVar[bool] = False
+    # The local loop leaves a fault on an INVALID memslot and exits to userspace (6.18).
+    breaks_on_invalid_memslot: ClassVar[bool] = True
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
@@ -56,8 +64,20 @@ class Bounded(Policy):
             return self._delay(attempt, timing, rng)
         return GIVE_UP
 
+    def zap_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
+                 timing: Timing, rng: random.Random) -> int:
+        if leaf == TRACK:
+            # v19's tdx_track(): TRACK again at once while it returns OPERAND_BUSY, no cap
+            # ("spin as long as vCPUs keep entering"); any other failure is KVM_BUG_ON.
+            if status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY:
+                return timing.retry_gap_ns
+            return KVM_BUG
+        return self.fault_busy(leaf, status, attempt, retry_max, timing, rng)
+
     def enter_busy(self, status: int, attempt: int, retry_max: int) -> bool:
-        return status == TDX_ERROR_SEPT_BUSY and attempt <= retry_max
+        # v19 re-entered at once on a BUSY TDH.VP.ENTER (EXIT_FASTPATH_REENTER_GUEST),
+        # with no cap: only the SEPT wrapper's loop has SEAMCALL_RETRY_MAX.
+        return status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY
 
 
 class VmmLock(Bounded):
@@ -78,22 +98,25 @@ class Backoff(Bounded):
 
 
 class Upstream(Policy):
-    """`upstream` (mainline since Jan 2025): the fault path retries locally without
-    re-entering the guest, with no cap; the zap path tries once, then blocks entry, kicks
+    """`upstream` (mainline since Jan 2025): a BUSY fault-path SEAMCALL goes back to the
+    TDP MMU (-EBUSY, RET_PF_RETRY) and tdx_handle_ept_violation runs the whole fault
+    again locally, without re-entering the guest, with no cap; the zap path tries once, then blocks entry, kicks
     every vCPU and retries once; a second failure is a KVM bug."""
 
     name: ClassVar[str] = "upstream"
+    local_retry: ClassVar[bool] = True
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
-        return timing.kvm_fault_ns
+        return RERUN
 
     def zap_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                  timing: Timing, rng: random.Random) -> int:
         return KICK_RETRY if attempt == 1 else KVM_BUG
 
     def enter_busy(self, status: int, attempt: int, retry_max: int) -> bool:
-        return True
+        # tdx_vcpu_run: OPERAND_BUSY -> EXIT_FASTPATH_EXIT_HANDLED, the run loop re-enters.
+        return status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY
 
 
 POLICY_CLASSES: dict[str, type[Policy]] = {

@@ -34,6 +34,8 @@ CONTROL: Final = "control"
 KVM_BUG: Final = "kvm_bug"
 MEMORY_FAULT: Final = "memory_fault"
 HP_TIMEOUT: Final = "hp_timeout"
+VM_DEAD: Final = "vm_dead"
+STALL: Final = "stall"
 CALL_KINDS = frozenset((SEAMCALL, TDCALL))
 
 SUCCESS: Final = "success"

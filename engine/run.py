@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from engine.config import Config
-from engine.export import chunks, jsonl_batches
+from engine.export import chunks, jsonl_batches, write
 from engine.records import Record
 from engine.scenario import Scenario, builtin_scenario
 from engine.sim import Simulation, replay
@@ -62,18 +63,24 @@ def slices(config: Config, scenario: Scenario | None, end_ns: int,
     yield sim.finish()
 
 
-def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[str] | None = None,
-        fmt: str = "jsonl", on_slice: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run headlessly to `end_ns`; write the log to `out` in `fmt` if given; the summary."""
+def run(config: Config, scenario: Scenario | None, end_ns: int, out: IO[Any] | None = None,
+        fmt: str = "jsonl", on_slice: Callable[[int], None] | None = None, *,
+        expected_records: int | None = None, gzip: bool = False) -> dict[str, Any]:
+    """Run headlessly to `end_ns`; write the log to `out` in `fmt` if given; the summary.
+
+    `out` is a binary file (any format; `gzip` compresses) or a text one (text formats).
+    """
     tally = Tally()
     holder: list[Simulation] = []
     counted = _counted(slices(config, scenario, end_ns, on_slice, holder), tally)
-    if out is not None:
-        write = out.write
+    if isinstance(out, io.TextIOBase):
         # JSONL is formatted a slice at a time; the other formats take records one by one.
-        pieces = jsonl_batches(counted) if fmt == "jsonl" else chunks(fmt, _flat(counted))
+        pieces = (jsonl_batches(counted) if fmt == "jsonl" else
+                  chunks(fmt, _flat(counted), config.to_dict(), expected_records))
         for piece in pieces:
-            write(piece)
+            out.write(piece)
+    elif out is not None:
+        write(out, fmt, counted, config.to_dict(), expected_records, gzip)
     else:
         for _ in counted:
             pass

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import afford
+from engine.build import Builder
 from engine.config import VCPUS_RANGE, Config, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
+from engine.hostactors import install
 from engine.pagebytes import fill
 from engine.params import Timing, Workload, override
 from engine.script import (
@@ -25,11 +27,12 @@ from engine.script import (
     Checker,
     SignalSpec,
     VcpuSpec,
-    install,
     make_guest,
     parse_actors,
     parse_vcpus,
 )
+from engine.vcpu import Vcpu
+from engine.zap import Zapper
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -37,7 +40,9 @@ if TYPE_CHECKING:
 BUILTIN_NAMES = ("boot", "conversion", "zero-step")
 TOP_KEYS = ("name", "description", "source", "duration_us", "td", "timing", "workload",
             *ARRAY_TABLES)
-TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed")
+TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed",
+           "sept_ve_disable")
+TD_ATTRIBUTES = ("sept_ve_disable",)  # TD attributes: not config fields
 DEFAULT_DURATION_US = 100_000
 MAX_DURATION_US = 10_000_000_000
 VCPU_START_STAGGER_NS = 250  # vCPUs start a little apart, in index order
@@ -57,10 +62,11 @@ class Scenario:
     vcpu_specs: tuple[VcpuSpec, ...] = ()  # [[vcpu]] tables
     shared: tuple[tuple[int, int], ...] = ()  # [[shared]] page ranges
     actors: tuple[ActorSpec, ...] = ()  # [[zap]], [[invalidate]], [[signal]], [[memslot]]
+    sept_ve_disable: bool = False  # TD attribute: a PENDING-page access exits (no #VE)
 
     @property
     def scripted(self) -> bool:
-        return bool(self.vcpu_specs or self.shared or self.actors)
+        return bool(self.vcpu_specs or self.shared or self.actors or self.sept_ve_disable)
 
     def min_vcpus(self) -> int:
         """The fewest vCPUs a run needs for every [[vcpu]] and [[signal]] table to apply."""
@@ -75,10 +81,6 @@ class Scenario:
         workload's zap thread, then the file's host actors. A [[vcpu]] or [[signal]] table
         naming a vCPU the run does not have is left out (Scenario.config refuses that).
         """
-        from engine.build import Builder
-        from engine.vcpu import Vcpu
-        from engine.zap import Zapper
-
         layout: Layout = sim.layout
         for lo, hi in self.shared:
             sim.shared_ranges.append((lo, hi))
@@ -86,13 +88,17 @@ class Scenario:
         specs = {i: spec for spec in self.vcpu_specs for i in spec.indices}
         start_ns = 0
         if self.workload.build_pages:
-            start_ns = Builder(sim, self.workload.build_pages).end_estimate_ns
+            builder = Builder(sim, self.workload.build_pages, lambda: _start_vcpus(sim))
+            start_ns = builder.end_estimate_ns
         for i in range(sim.config.vcpus):
             spec = specs.get(i)
             guest = make_guest(spec, self.workload, layout, i, sim.rng)
             vcpu = Vcpu(sim, i, guest, spec.memory_fault_ignore if spec else 0)
+            if spec is not None:
+                vcpu.host_delay_ns = spec.host_delay_ns
             sim.vcpus.append(vcpu)
-            sim.at(start_ns + i * VCPU_START_STAGGER_NS, vcpu.enter)
+        if not self.workload.build_pages:
+            _start_vcpus(sim)
         if self.workload.zap_pages:
             sim.host_actors.append(Zapper(sim, 0, self.workload.zap_pages,
                                           self.workload.zap_interval_ns, start_ns))
@@ -108,6 +114,12 @@ class Scenario:
                 f"scenario {self.name!r} names vCPU {need - 1} in its [[vcpu]] or [[signal]] "
                 f"tables; accepts an integer from {need} to {VCPUS_RANGE[1]}"))])
         return config
+
+
+def _start_vcpus(sim: Simulation) -> None:
+    """Every vCPU's first TDH.VP.ENTER, a little apart: at once, or when the build is done."""
+    for i, vcpu in enumerate(sim.vcpus):
+        sim.at(sim.now + i * VCPU_START_STAGGER_NS, vcpu.enter)
 
 
 def _err(where: str, key: str, message: str) -> str:
@@ -138,6 +150,9 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION_US:
         errors.append(_err(where, "duration_us", f"must be an integer from 1 to {MAX_DURATION_US}"))
     td = _table(data, "td", where, errors)
+    sept_ve_disable = td.pop("sept_ve_disable", False)
+    if not isinstance(sept_ve_disable, bool):
+        errors.append(_err(where, "td.sept_ve_disable", "must be true or false"))
     for key, value in td.items():
         if key not in TD_KEYS:
             errors.append(_err(where, f"td.{key}", f"unknown key; accepted: {', '.join(TD_KEYS)}"))
@@ -164,8 +179,8 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     assert isinstance(name, str)
     return afford.checked(Scenario(
         name=name, description=description, source=source, duration_us=duration, td=td,
-        timing=timing, workload=workload, vcpu_specs=vcpu_specs, shared=shared, actors=actors),
-        where)
+        timing=timing, workload=workload, vcpu_specs=vcpu_specs, shared=shared, actors=actors,
+        sept_ve_disable=sept_ve_disable is True), where)
 
 
 def accepted_keys() -> dict[str, tuple[str, ...]]:

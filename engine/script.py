@@ -21,7 +21,7 @@ from engine.guest import ACCEPT, ACCESS, HLT, IO, STOP, Guest, Layout, Op, Stoch
 from engine.params import Workload
 
 if TYPE_CHECKING:
-    from engine.sim import Simulation
+    pass
 
 PAGE_SHIFT = 12
 PAGE_BYTES = 1 << PAGE_SHIFT
@@ -32,7 +32,8 @@ MAX_TIME_US = 10_000_000_000  # the longest run a file may ask for
 MAX_NS = MAX_TIME_US * 1000
 
 # -- accepted keys (the format's reference is checked against these tables) ----------------
-VCPU_KEYS = ("index", "indices", "ve_on_pending", "memory_fault", "script")
+VCPU_KEYS = ("index", "indices", "ve_on_pending", "memory_fault", "host_delay_ns", "jitter_ns",
+             "script")
 MEMORY_FAULT_KEYS = ("ignore",)
 STEP_COMMON_KEYS = ("step", "repeat")
 # Step kind -> (required keys, optional keys), besides `step` and `repeat`.
@@ -49,7 +50,7 @@ STEP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shared": (("gpa",), ("pages",)),
     "zap": (("gpa",), ("pages", "at_us", "every_us", "start_us", "batch_pages")),
-    "invalidate": (("gpa", "at_us", "duration_us"), ("pages",)),
+    "invalidate": (("gpa", "at_us", "duration_us"), ("pages", "zap")),
     "signal": (("vcpu", "every_us"), ("start_us", "count")),
     "memslot": (("gpa", "delete_at_us", "recreate_after_us"), ("pages",)),
 }
@@ -80,6 +81,8 @@ class VcpuSpec:
     ve_on_pending: bool = True
     memory_fault_ignore: int = 0
     script: tuple[Step, ...] | None = None  # None: the stochastic workload
+    host_delay_ns: int = 0  # the vCPU thread is preempted this long before each SEAMCALL
+    jitter_ns: int = 0  # a script's guest time before each operation gets 0..jitter_ns more
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class InvalidateSpec:
     hi: int
     times_ns: tuple[int, ...]
     duration_ns: int
+    zap: bool = False  # zap the range's mapped pages as the window opens (a hole punch)
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,12 @@ def parse_vcpus(data: dict[str, Any], check: Checker) -> tuple[VcpuSpec, ...]:
         script = None
         if "script" in table:
             script = parse_script(table["script"], f"{path}.script", check)
-        specs.append(VcpuSpec(indices, ve, ignore, script))
+        delay = check.integer(table, "host_delay_ns", path, 0, MAX_NS, 0)
+        jitter = check.integer(table, "jitter_ns", path, 0, MAX_NS, 0)
+        if jitter and script is None:
+            check.err(f"{path}.jitter_ns", "only goes with `script` (the stochastic workload "
+                                           "draws its guest times already)")
+        specs.append(VcpuSpec(indices, ve, ignore, script, delay, jitter))
     return tuple(specs)
 
 
@@ -355,7 +364,8 @@ def _zap(t: dict[str, Any], path: str, check: Checker, span: Any) -> ZapSpec | N
 def _invalidate(t: dict[str, Any], path: str, check: Checker, span: Any) -> InvalidateSpec | None:
     times = check.times_ns(t, "at_us", path)
     duration = check.integer(t, "duration_us", path, 1, MAX_TIME_US, 1)
-    return InvalidateSpec(span[0], span[1], times, duration * 1000) if span and times else None
+    zap = check.boolean(t, "zap", path, False)
+    return InvalidateSpec(span[0], span[1], times, duration * 1000, zap) if span and times else None
 
 
 def _signal(t: dict[str, Any], path: str, check: Checker, span: Any) -> SignalSpec | None:
@@ -378,16 +388,25 @@ _ACTOR_PARSERS: dict[str, Any] = {"shared": _shared, "zap": _zap, "invalidate": 
 
 # -- guests ------------------------------------------------------------------------------
 class ScriptGuest:
-    """A guest that runs its script's steps in order, then stops for good (Op kind STOP)."""
+    """A guest that runs its script's steps in order, then stops for good (Op kind STOP).
 
-    __slots__ = ("_ops", "_stop")
+    With `jitter_ns`, each operation's guest time gets a uniform 0..jitter_ns more, drawn
+    from the run's generator, so fixed latencies cannot phase-lock scripted vCPUs."""
 
-    def __init__(self, steps: tuple[Step, ...], ve_on_pending: bool = True) -> None:
+    __slots__ = ("_ops", "_stop", "_jitter_ns", "_rng")
+
+    def __init__(self, steps: tuple[Step, ...], ve_on_pending: bool = True,
+                 jitter_ns: int = 0, rng: random.Random | None = None) -> None:
         self._ops = _ops(steps, ve_on_pending)
         self._stop = Op(0, STOP, DEFAULT_RIP, ())
+        self._jitter_ns = jitter_ns
+        self._rng = rng if rng is not None else random.Random(0)
 
     def next_op(self) -> Op:
-        return next(self._ops, self._stop)
+        op = next(self._ops, self._stop)
+        if self._jitter_ns and op.kind != STOP:
+            return op._replace(run_ns=op.run_ns + self._rng.randint(0, self._jitter_ns))
+        return op
 
 
 def _ops(steps: tuple[Step, ...], ve: bool) -> Iterator[Op]:
@@ -437,95 +456,8 @@ class NoVeGuest:
 def make_guest(spec: VcpuSpec | None, workload: Workload, layout: Layout, index: int,
                rng: random.Random) -> Guest:
     if spec is not None and spec.script is not None:
-        return ScriptGuest(spec.script, spec.ve_on_pending)
+        return ScriptGuest(spec.script, spec.ve_on_pending, spec.jitter_ns, rng)
     guest = StochasticGuest(workload, layout, index, rng)
     if spec is not None and not spec.ve_on_pending:
         return NoVeGuest(guest)
     return guest
-
-
-# -- host actors -------------------------------------------------------------------------
-def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
-    """Create the actors in `sim`, numbering each kind from where the scenario left off."""
-    from engine.zap import Zapper
-
-    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0}
-    zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
-    for spec in actors:
-        if isinstance(spec, ZapSpec):
-            # Zapper's rate mode starts at start_ns + interval: shift so the first is at start.
-            sim.host_actors.append(Zapper(sim, zaps, spec.batch_pages, spec.every_ns,
-                                          spec.start_ns - spec.every_ns, spec.times_ns,
-                                          ((spec.lo, spec.hi),)))
-            zaps += 1
-        elif isinstance(spec, InvalidateSpec):
-            windows = [(t, t + spec.duration_ns) for t in spec.times_ns]
-            sim.host_actors.append(Window(sim, f"invalidate{counts[INVALIDATE]}", INVALIDATE,
-                                          spec.lo, spec.hi, windows, ("start", "end")))
-            counts[INVALIDATE] += 1
-        elif isinstance(spec, SignalSpec):
-            if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
-                sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))
-                counts[SIGNAL] += 1
-        else:
-            windows = [(spec.delete_ns, spec.delete_ns + spec.recreate_after_ns)]
-            sim.host_actors.append(Window(sim, f"memslot{counts[MEMSLOT]}", MEMSLOT, spec.lo,
-                                          spec.hi, windows, ("delete", "recreate")))
-            counts[MEMSLOT] += 1
-            sim.host_actors.append(Zapper(sim, zaps, spec.hi - spec.lo, 0, 0, (spec.delete_ns,),
-                                          ((spec.lo, spec.hi),)))
-            zaps += 1
-
-
-class Window:
-    """A range whose faults are retried by re-entry while a window is open, one record of
-    `kind` at each opening and closing: an mmu-notifier invalidation (`invalidate`), or a
-    memslot deleted and recreated (`memslot`; a Zapper zaps the range at the deletion)."""
-
-    def __init__(self, sim: Simulation, name: str, kind: str, lo: int, hi: int,
-                 windows: list[tuple[int, int]], actions: tuple[str, str]) -> None:
-        self.sim = sim
-        self.name = name
-        self.kind = kind
-        self.range = (lo, hi)
-        self.actions = actions
-        for open_ns, close_ns in windows:
-            sim.at(open_ns, self._open)
-            sim.at(close_ns, self._close)
-
-    def _record(self, action: str) -> None:
-        sim = self.sim
-        lo, hi = self.range
-        sim.emit((sim.now, 0, self.kind, self.name, None, None, None, None, None,
-                  {"action": action, "gpa": hex(lo << PAGE_SHIFT), "pages": hi - lo}))
-
-    def _open(self, _: Any) -> None:
-        self.sim.invalidations.append(self.range)
-        self._record(self.actions[0])
-
-    def _close(self, _: Any) -> None:
-        self.sim.invalidations.remove(self.range)
-        self._record(self.actions[1])
-
-
-class Signaller:
-    """A signal to a vCPU thread every `every_ns`: a pending signal, and a kick out of the
-    guest (a BUSY fault-path SEAMCALL then gives up instead of retrying)."""
-
-    def __init__(self, sim: Simulation, index: int, spec: SignalSpec) -> None:
-        self.sim = sim
-        self.name = f"signal{index}"
-        self.spec = spec
-        self.sent = 0
-        sim.at(spec.start_ns, self._send)
-
-    def _send(self, _: Any) -> None:
-        sim = self.sim
-        vcpu = sim.vcpus[self.spec.vcpu]
-        sim.emit((sim.now, 0, SIGNAL, self.name, None, None, None, None, None,
-                  {"vcpu": vcpu.name}))
-        vcpu.signal_pending = True
-        vcpu.kick()
-        self.sent += 1
-        if not self.spec.count or self.sent < self.spec.count:
-            sim.at(sim.now + self.spec.every_ns, self._send)

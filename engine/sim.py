@@ -5,18 +5,34 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from engine.actor import Actor
 from engine.config import LIVE_FIELDS, Config
-from engine.errors import ConfigError, EngineError, InvariantError
+from engine.errors import ConfigError, EngineError
 from engine.guest import Layout
+from engine.heap import Event, push, replace
+from engine.heap import pop as heap_pop
 from engine.hostlocks import Mutex, RwLock
 from engine.locks import LockTable, Plan
 from engine.module import host_locks, host_plans
 from engine.pagebytes import fill, page_bytes
 from engine.params import Timing, Workload
 from engine.policies import make_policy
-from engine.records import CONTROL, Record
+from engine.records import CONTROL, STALL, Record
+
+
+class Scenario(Protocol):
+    """What a simulation is handed: its latencies and workload, and `populate`, which
+    creates its actors (engine.scenario.Scenario; tests hand in tiny inline ones)."""
+
+    @property
+    def timing(self) -> Timing: ...
+
+    @property
+    def workload(self) -> Workload: ...
+
+    def populate(self, sim: Simulation) -> None: ...
 
 # Compiled by mypyc, the engine keeps its events as native `Event` objects in a heap of
 # its own (below), ordered by native int compares; as Python source, events are tuples in
@@ -26,24 +42,6 @@ COMPILED: Final = not __file__.endswith(".py")
 # The place of a VP.ENTER record until its vCPU exits (never handed out).
 _OPEN: Final[Record] = ()
 
-# Page states, one byte per guest page.
-UNMAPPED: Final = 0
-PENDING: Final = 1
-ACCEPTED: Final = 2
-BLOCKED: Final = 3
-LEAKED: Final = 4
-
-
-class Actor:
-    """Something with events of its own: `sim.post(t, actor, code, arg)` calls
-    `actor.dispatch(code, arg)` then. Compiled, that is a native call where `sim.at` with
-    a bound method goes through Python's call protocol; the vCPUs' hot events use it."""
-
-    def dispatch(self, code: int, arg: Any) -> None:
-        raise InvariantError(f"{type(self).__name__} was posted event {code} but has no "
-                             "dispatch of its own")
-
-
 class Simulation:
     """One run: a pure function of (config, scenario, seed, control timeline).
 
@@ -51,11 +49,9 @@ class Simulation:
     in start-time order; `apply(changes)` changes live fields at the current time.
     """
 
-    def __init__(self, config: Config, scenario: Any | None = None) -> None:
-        from engine.scenario import builtin_scenario  # scenarios import this module
-
+    def __init__(self, config: Config, scenario: Scenario) -> None:
         self.config = config
-        self.scenario = scenario if scenario is not None else builtin_scenario(config.scenario)
+        self.scenario = scenario
         self.timing: Timing = self.scenario.timing
         self.workload: Workload = self.scenario.workload
         self.rng = random.Random(config.seed)
@@ -74,6 +70,16 @@ class Simulation:
         self.host_plans: dict[str, Plan] = host_plans(config.module_version)
         self.pages = page_bytes(self.layout.pages)
         self.regions = page_bytes(self.layout.pages // 512 + 1)
+        # Frozen mirror SPTEs (FROZEN_SPTE): a fault is installing this page or region.
+        self.frozen = page_bytes(self.layout.pages)
+        self.frozen_regions = page_bytes(self.layout.pages // 512 + 1)
+        # The TD epoch at each blocked page's TDH.MEM.RANGE.BLOCK (for TLB tracking).
+        self.block_epoch: dict[int, int] = {}
+        # TD attribute SEPT_VE_DISABLE: a PENDING-page access exits instead of a #VE.
+        self.sept_ve_disable: bool = bool(getattr(scenario, "sept_ve_disable", False))
+        self.vm_dead = False
+        self.memslots: list[Any] = []  # engine.script.Memslot actors
+        self._stalls: set[str] = set()  # actors a `stall` record was written for
         self.shared_attr = page_bytes(self.layout.pages)
         self.mmu_lock = RwLock()
         self.vmm_mutex = Mutex()
@@ -83,7 +89,7 @@ class Simulation:
         self.invalidations: list[tuple[int, int]] = []
         self.shared_ranges: list[tuple[int, int]] = []
         self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
-                      "no_entry_ns": 0, "leaked_pages": 0}
+                      "no_entry_ns": 0, "leaked_pages": 0, "vm_dead": 0, "stalls": 0}
         # Records not yet handed out. A VP.ENTER record's place is held from the entry
         # (its start) and filled at the exit, when its duration and status are known.
         self._out: list[Record] = []
@@ -124,9 +130,9 @@ class Simulation:
         Events have unique (t_ns, seq) keys, so the order of popping is the same."""
         if self._spent:
             self._spent = False
-            _replace(self._heap, event)
+            replace(self._heap, event)
         else:
-            _push(self._heap, event)
+            push(self._heap, event)
 
     def run_until(self, t_ns: int) -> list[Record]:
         """Process every event due at or before t_ns; return the complete records."""
@@ -150,7 +156,7 @@ class Simulation:
                     actor.dispatch(code, event.arg)
                 if self._spent:  # it scheduled nothing
                     self._spent = False
-                    _pop(heap)
+                    heap_pop(heap)
         else:
             pop = heappop
             while heap and heap[0][0] <= t_ns:
@@ -160,6 +166,8 @@ class Simulation:
                     fn(arg)
                 else:
                     fn.dispatch(code, arg)
+        if not heap:
+            self._idle_stall()
         if t_ns > self.now:
             self.now = t_ns
         return self.drain()
@@ -225,6 +233,32 @@ class Simulation:
             self.stats["no_entry_ns"] += self.now - vcpu.parked_at
             vcpu.enter(None)
 
+    def kill_vm(self) -> None:
+        """kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU; none enters the guest again."""
+        self.vm_dead = True
+        self.stats["vm_dead"] = 1
+        for vcpu in self.vcpus:
+            vcpu.kick()
+
+    def stall(self, waiter: str, waits_on: list[str], why: str) -> None:
+        """Write a `stall` record, once per waiter: it cannot make progress, and neither
+        can what it waits on. The run goes on to its end."""
+        if waiter in self._stalls:
+            return
+        self._stalls.add(waiter)
+        self.stats["stalls"] += 1
+        self.emit((self.now, 0, STALL, waiter, None, None, None, None, None,
+                   {"waits_on": waits_on, "why": why}))
+
+    def _idle_stall(self) -> None:
+        """No event is left, yet some actor waits for something: nothing can wake it."""
+        waiting = [v.name for v in self.parked]
+        waiting += [v.name for v in self.vcpus if v.in_fault and not v.done]
+        if waiting or self.mmu_lock.queue or self.vmm_mutex.queue:
+            holder = "zap path (no-entry flag)" if self.parked else "mmu_lock/vmm mutex"
+            for name in waiting or ["host"]:
+                self.stall(name, [holder], "no event left that could wake it")
+
     def convert_to_private(self, gpa: int) -> None:
         _convert_to_private(self, gpa)
 
@@ -236,73 +270,8 @@ class Simulation:
         return False
 
 
-class Event:
-    """An event of the compiled engine's heap: `target(arg)` when `code` < 0, else
-    `target.dispatch(code, arg)`, at `t_ns`; `seq` orders events at one time."""
-
-    __slots__ = ("t_ns", "seq", "target", "arg", "code")
-
-    def __init__(self, t_ns: int, seq: int, target: Any, arg: Any, code: int) -> None:
-        self.t_ns = t_ns
-        self.seq = seq
-        self.target = target
-        self.arg = arg
-        self.code = code
-
-
-def _sift_up(heap: list[Event], pos: int, item: Event) -> None:
-    t_ns = item.t_ns
-    seq = item.seq
-    while pos > 0:
-        up = (pos - 1) >> 1
-        parent = heap[up]
-        # (t_ns, seq) of item < parent's, spelt out: compiled, two native compares
-        if parent.t_ns < t_ns or (parent.t_ns == t_ns and parent.seq < seq):
-            break
-        heap[pos] = parent
-        pos = up
-    heap[pos] = item
-
-
-def _push(heap: list[Event], item: Event) -> None:
-    """heapq.heappush for the compiled engine."""
-    heap.append(item)
-    _sift_up(heap, len(heap) - 1, item)
-
-
-def _replace(heap: list[Event], item: Event) -> None:
-    """heapq.heapreplace for the compiled engine, without returning the old top (the same
-    sift as heapq: the hole goes down to a leaf along the earlier children, then `item`
-    goes up from there)."""
-    end = len(heap)
-    pos = 0
-    child = 1
-    while child < end:
-        node = heap[child]
-        right = child + 1
-        if right < end:
-            other = heap[right]
-            if other.t_ns < node.t_ns or (other.t_ns == node.t_ns and other.seq < node.seq):
-                child = right
-                node = other
-        heap[pos] = node
-        pos = child
-        child = 2 * pos + 1
-    _sift_up(heap, pos, item)
-
-
-def _pop(heap: list[Event]) -> Event:
-    """heapq.heappop for the compiled engine."""
-    last = heap.pop()
-    if not heap:
-        return last
-    top = heap[0]
-    _replace(heap, last)
-    return top
-
-
 def replay(config: Config, timeline: list[tuple[int, dict[str, Any]]], end_ns: int,
-           scenario: Any | None = None, slice_ns: int = 200_000,
+           scenario: Scenario, slice_ns: int = 200_000,
            finish: bool = True) -> Iterator[Record]:
     """Regenerate a run's records from its recipe: config, control timeline, end time.
 

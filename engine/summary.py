@@ -8,6 +8,10 @@ from typing import Any
 from engine.records import ERROR, GIVEUP, SEAMCALL, SUCCESS, TDCALL, ZERO_STEP, Record
 from engine.status import OPERANDS
 
+# A leaf's counts: attempts, busy, retries, giveups, then its BUSY by operand (metrics).
+BUSY_SLOTS: dict[str, int] = {op: 4 + i for i, op in enumerate(OPERANDS)}
+LEAF_COUNTS = 4 + len(OPERANDS)
+
 
 class Tally:
     """Counts of attempts, BUSY, retries and give-ups, by operand and by leaf.
@@ -27,7 +31,7 @@ class Tally:
         self.giveups = 0
         self.zero_step_activations = 0
         self.busy_by_operand: dict[str, int] = {}
-        # leaf -> [attempts, busy, retries, giveups]
+        # leaf -> [attempts, busy, retries, giveups, then BUSY by operand in OPERANDS order]
         self.by_leaf: dict[str, list[int]] = {}
         # completed logical calls by their number of attempts
         self.calls_by_attempts: dict[int, int] = {}
@@ -51,7 +55,7 @@ class Tally:
                 leaf: str = rec[4]
                 counts = by_leaf.get(leaf)
                 if counts is None:
-                    counts = by_leaf[leaf] = [0, 0, 0, 0]
+                    counts = by_leaf[leaf] = [0] * LEAF_COUNTS
                 n: int = counts[0]
                 counts[0] = n + 1
                 attempt: int = rec[7]
@@ -68,6 +72,9 @@ class Tally:
                     operand: str = rec[6]
                     n = by_operand.get(operand, 0)
                     by_operand[operand] = n + 1
+                    slot: int = BUSY_SLOTS[operand]
+                    n = counts[slot]
+                    counts[slot] = n + 1
                     if outcome == GIVEUP:
                         giveups += 1
                         n = counts[3]

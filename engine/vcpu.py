@@ -1,46 +1,35 @@
-"""A vCPU thread: TDH.VP.ENTER, the guest's run, the TD exit, and KVM's fault path."""
+"""A vCPU thread's run loop: TDH.VP.ENTER, kicks, and the TD exit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
 from engine.errors import InvariantError
-from engine.guest import ACCEPT as OP_ACCEPT
-from engine.guest import HLT as OP_HLT
-from engine.guest import IO as OP_IO
-from engine.guest import STOP as OP_STOP
+from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
+from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
 from engine.locks import Plan
 from engine.module import (
-    GUEST_PLANS,
     VP_ENTER_BRIEF_PLAN,
     VP_ENTER_BRIEF_ZERO_STEP_PLAN,
     VP_ENTER_HELD_PLAN,
 )
-from engine.policies import GIVE_UP
+from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, UNMAPPED
 from engine.records import (
     BUSY,
     ERROR,
     GIVEUP,
-    HP_TIMEOUT,
-    MEMORY_FAULT,
     SEAMCALL,
     SUCCESS,
-    TDCALL,
     ZERO_STEP,
     ZERO_STEP_ARMED,
     ZERO_STEP_DISARMED,
 )
-from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, Actor
 from engine.status import (
     EXIT_EPT_VIOLATION,
     EXIT_EXTERNAL_INTERRUPT,
     EXIT_HLT,
     EXIT_IO,
-    STATUS_CLASS_MASK,
-    TDX_HOST_PRIORITY_BUSY_TIMEOUT,
-    TDX_OPERAND_BUSY_HOST_PRIORITY,
 )
 from engine.zerostep import ZeroStepFilter
 
@@ -48,79 +37,45 @@ if TYPE_CHECKING:
     from engine.sim import Simulation
 
 VP_ENTER: Final = "TDH.VP.ENTER"
-ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
-SEPT_ADD: Final = "TDH.MEM.SEPT.ADD"
-AUG: Final = "TDH.MEM.PAGE.AUG"
-EXIT_STOP: Final = -1  # the script ended: the vCPU halts for good
 
-_ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 _HELD = VP_ENTER_HELD_PLAN
 
 
 # The vCPU's frequent events, posted as (vcpu, code, arg) and run by Vcpu.dispatch.
 ENTER: Final = 0
 VM_ENTRY: Final = 1
-INSTRUCTION: Final = 2
-ACCEPTED_EV: Final = 3
-TDCALL_BUSY_DONE: Final = 4
 AFTER_EXIT: Final = 5
-FAULT_WORK: Final = 6
-CALL_DONE: Final = 7
-ATTEMPT: Final = 8
+# 2..4: the guest's (engine.guestrun); 6..10: the fault handler's (engine.fault)
 
 
-class Vcpu(Actor):
-    """One vCPU and the host thread that runs it. Methods named after events take `_`:
-    they are called by the event heap with one (ignored) argument."""
+class Vcpu(GuestRun):
+    """One vCPU and the host thread that runs it: KVM's run loop (vcpu_enter_guest and
+    tdx_vcpu_run in arch/x86/kvm/x86.c and vmx/tdx.c): TDH.VP.ENTER, the TD exit, kicks.
+    The guest's part of a run is engine.guestrun.GuestRun's, the EPT-violation handler
+    engine.fault's. Methods named after events take `_`: they are called by the event
+    heap with one (ignored) argument."""
 
     def __init__(self, sim: Simulation, index: int, guest: g.Guest,
                  memory_fault_ignore: int = 0) -> None:
-        self.sim = sim
-        self.i = index
-        self.name = f"vcpu{index}"
-        self.guest = guest
-        # The guest is any object with next_op (a Protocol): called through a bound method
-        # fetched once rather than looked up by name per instruction.
-        self.next_op: Callable[[], g.Op] = guest.next_op
+        super().__init__(sim, index, guest)
         self.zs = ZeroStepFilter()
         self.memory_fault_ignore = memory_fault_ignore
-        self.memory_faults = 0
-        self.signal_pending = False
-        self.tdcall_end = 0
-        self.op: g.Op | None = None
-        self.pos = 0
-        self.compute_left = 0
-        self.compute_end = 0
-        self.gen = 0
         self.in_guest = False
         self.entering = False
-        self.in_tdcall = False
-        self.kick_pending = False
         self.record_open = False  # its VP.ENTER record is open (sim.open_record)
         self.enter_t = 0
         self.entered_attempt = 1  # the attempt of the VP.ENTER that entered
         self.vm_entry_t = 0
         self.enter_attempt = 1
         self.entry_epoch = 0
-        self.hp_since = -1
         self.parked_at = 0
         self.guest_ns = 0
-        self.done = False
-        # The fault path's current logical call.
-        self.fault_gpa = 0
-        self.leaf = ""
-        self.attempt = 1
-        self.holds_vmm = False
+        self.synthetic_end = -1  # a synthetic EPT exit's TDH.VP.ENTER returns then
         # Latencies read on every cycle, copied out of the (fixed) Timing once.
         timing = sim.timing
-        self.seamcall_ns = timing.seamcall_ns
         self.vp_entry_ns = timing.vp_entry_ns
         self.td_exit_ns = timing.td_exit_ns
-        self.kvm_fault_ns = timing.kvm_fault_ns
-        self.accept_ns = timing.accept_ns
         self.io_ns = timing.io_ns
-        self.sept_add_ns = timing.sept_add_ns
-        self.page_aug_ns = timing.page_aug_ns
 
     def dispatch(self, code: int, arg: Any) -> None:
         if code == INSTRUCTION:
@@ -141,16 +96,26 @@ class Vcpu(Actor):
             self._attempt(arg)
         elif code == TDCALL_BUSY_DONE:
             self._tdcall_busy_done(arg)
+        elif code == BUSY_DONE:
+            self._busy_done(arg)
+        elif code == WALK:
+            self._walk()
         else:
             raise InvariantError(f"{self.name}: no event {code}")
 
     # -- entering the guest ----------------------------------------------------------
     def enter(self, _: Any) -> None:
+        """KVM's run loop enters the guest (vcpu_enter_guest -> tdx_vcpu_run ->
+        TDH.VP.ENTER): not on a dead VM, not while the zap path's no-entry flag is set
+        (wait_for_sept_zap), else the module's entry with its zero-step filter."""
         if self.done:
             return
         # KVM handles a pending signal (a return to userspace) before it enters again.
         self.signal_pending = False
         sim = self.sim
+        if sim.vm_dead:  # KVM_REQ_VM_DEAD: KVM_RUN fails with -EIO from now on
+            self.done = True
+            return
         if sim.no_entry:  # the upstream zap path blocks entry: park until unblock_entry
             self.parked_at = sim.now
             sim.parked.append(self)
@@ -194,6 +159,7 @@ class Vcpu(Actor):
                 sim.stats["synthetic_exits"] += 1
                 sim.at(t + timing.vp_entry_ns, self._release_brief, brief)
                 self.fault_gpa = missing
+                self.synthetic_end = t + dur
                 sim.at(t + dur, self._after_synthetic, None)
                 return
         sim.open_record(i)
@@ -207,7 +173,9 @@ class Vcpu(Actor):
         self.sim.locks.release_plan(brief, self.i, 0)
 
     def _after_synthetic(self, _: Any) -> None:
+        self.synthetic_end = -1
         self.sim.locks.release_plan(_HELD, self.i, 0)
+        self.exit_pending = False
         self._fault(self.fault_gpa)
 
     def _vm_entry(self, brief: Plan) -> None:
@@ -226,146 +194,27 @@ class Vcpu(Actor):
             return
         self._resume()
 
-    # -- the guest -------------------------------------------------------------------
-    def _resume(self) -> None:
-        """Run the guest from where it is: the rest of its compute, then its instruction."""
-        op = self.op
-        if op is None:
-            op = self.op = self.next_op()
-            self.pos = 0
-            self.compute_left = op.run_ns
-        left = self.compute_left
-        if left > 0:
-            sim = self.sim
-            end = self.compute_end = sim.now + left
-            sim.post(end, self, INSTRUCTION, self.gen)
-        else:
-            self._instruction(self.gen)
-
-    def _instruction(self, gen: int) -> None:
-        if gen != self.gen:
-            return  # a kick ended this run earlier
-        sim = self.sim
-        self.compute_left = 0
-        op = self.op
-        assert op is not None
-        kind = op.kind
-        if kind == OP_IO:
-            self._exit(EXIT_IO, -1, False, -1)
-        elif kind == OP_HLT:
-            self._exit(EXIT_HLT, -1, False, -1)
-        elif kind == OP_STOP:
-            self._exit(EXIT_STOP, -1, False, -1)
-        elif kind == OP_ACCEPT:
-            gpa = op.gpas[0]
-            state = sim.pages[gpa]
-            if state == PENDING:
-                self._tdcall_accept(gpa)
-            elif state == UNMAPPED or state == BLOCKED:
-                self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
-            else:
-                self.op = None  # _op_done
-                self._resume()
-        else:
-            gpas = op.gpas
-            pages = sim.pages
-            shared = sim.shared_attr
-            pos = self.pos
-            n = len(gpas)
-            while pos < n:
-                gpa = gpas[pos]
-                state = pages[gpa]
-                if shared[gpa] or state == UNMAPPED or state == BLOCKED:
-                    self.pos = pos
-                    self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return
-                if state == PENDING:
-                    self.pos = pos
-                    if op.ve:
-                        self._tdcall_accept(gpa)
-                    else:
-                        self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
-                    return
-                pos += 1
-            self.pos = pos
-            self.op = None  # _op_done
-            self._resume()
-
-    def _tdcall_accept(self, gpa: int) -> None:
-        sim = self.sim
-        t = sim.now
-        fail = sim.locks.try_plan(_ACCEPT_PLAN, self.i, gpa, False)
-        self.in_tdcall = True
-        if fail is None:
-            self.hp_since = -1
-            dur = self.accept_ns
-            self.tdcall_end = t + dur
-            sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
-            sim.post(t + dur, self, ACCEPTED_EV, gpa)
-            return
-        timing = sim.timing
-        # The BUSY goes back to the guest's handler, which re-executes the instruction:
-        # each try is its own logical call.
-        self.tdcall_end = t + self.seamcall_ns
-        sim.emit((t, self.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
-                  1, GIVEUP, None))
-        if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
-            if self.hp_since < 0:
-                self.hp_since = t
-            elif t - self.hp_since >= timing.hp_lock_timeout_ns:
-                self.hp_since = -1
-                sim.stats["hp_timeouts"] += 1
-                sim.emit((t, 0, HP_TIMEOUT, self.name, ACCEPT, None, None, None, None,
-                          {"gpa": hex(gpa << 12)}))
-                sim.at(t + timing.seamcall_ns, self._forced_exit, None)
-                return
-        sim.post(t + self.seamcall_ns, self, TDCALL_BUSY_DONE)
-
-    def _forced_exit(self, _: Any) -> None:
-        self.in_tdcall = False
-        self.kick_pending = False
-        self._exit(EXIT_EXTERNAL_INTERRUPT, status=TDX_HOST_PRIORITY_BUSY_TIMEOUT)
-
-    def _tdcall_busy_done(self, _: Any) -> None:
-        self.in_tdcall = False
-        if self.kick_pending:
-            self.kick_pending = False
-            self._exit(EXIT_EXTERNAL_INTERRUPT)
-            return
-        self.compute_left = self.sim.timing.guest_retry_gap_ns
-        self._resume()
-
-    def _accepted(self, gpa: int) -> None:
-        sim = self.sim
-        sim.locks.release_plan(_ACCEPT_PLAN, self.i, gpa)
-        pages = sim.pages
-        if pages[gpa] == PENDING:
-            pages[gpa] = ACCEPTED
-        self.in_tdcall = False
-        op = self.op
-        if op is not None and op.kind == OP_ACCEPT:
-            self.op = None
-        if self.kick_pending:
-            self.kick_pending = False
-            self._exit(EXIT_EXTERNAL_INTERRUPT)
-            return
-        if self.op is None:
-            self._resume()
-        else:
-            self._instruction(self.gen)
-
-    def kick(self) -> None:
-        """An IPI: leave guest mode as soon as the current TDCALL (if any) returns."""
+    def kick(self) -> int:
+        """An IPI (kvm_make_all_cpus_request's): leave guest mode as soon as possible.
+        Returns when this vCPU will be out of guest mode, its TD exit back in the host,
+        which is what the requester waits for: a vCPU mid-entry finishes entering, then
+        takes the IPI's exit; one in a TDCALL exits when the TDCALL returns."""
+        now = self.sim.now
         if self.entering:
             self.kick_pending = True
-        elif self.in_guest:
+            return self.enter_t + self.vp_entry_ns + self.td_exit_ns
+        if self.in_guest:
             if self.in_tdcall:
                 self.kick_pending = True
-                return
+                return max(self.tdcall_end, now) + self.td_exit_ns
             self.gen += 1
             if self.compute_left:
-                self.compute_left = max(0, self.compute_end - self.sim.now)
+                self.compute_left = max(0, self.compute_end - now)
             self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return now + self.td_exit_ns
+        if self.synthetic_end >= 0:  # inside a TDH.VP.ENTER that returns a synthetic exit
+            return self.synthetic_end
+        return now
 
     # -- the TD exit -----------------------------------------------------------------
     def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:
@@ -400,7 +249,10 @@ class Vcpu(Actor):
                       {"count": self.zs.counter, "rip": hex(rip), "gpa": hex(gpa << 12)}))
 
     def close_at_end(self) -> None:
-        """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record."""
+        """The run ends with this vCPU in the guest: close its TDH.VP.ENTER record. (Or in
+        upstream's local retry: its held BUSY would have been retried, `busy`.)"""
+        if self.held is not None:
+            self._resolve(BUSY)
         if self.record_open:
             self.record_open = False
             start = self.enter_t
@@ -426,110 +278,5 @@ class Vcpu(Actor):
             self.done = True
         else:
             self.enter(None)
-
-    # -- KVM's fault path ------------------------------------------------------------
-    def _fault(self, gpa: int) -> None:
-        sim = self.sim
-        if sim.shared_attr[gpa]:
-            self._memory_fault(gpa)
-            return
-        self.fault_gpa = gpa
-        mmu = sim.mmu_lock
-        if mmu.queue or mmu.writer:
-            mmu.queue.append((False, self._fault_locked))
-        else:  # mmu_lock.acquire(False, self._fault_locked), inlined for the free lock
-            mmu.readers += 1
-            sim.post(sim.now + self.kvm_fault_ns, self, FAULT_WORK)
-
-    def _memory_fault(self, gpa: int) -> None:
-        """The access is private but KVM's attributes say shared: exit to userspace."""
-        sim = self.sim
-        self.memory_faults += 1
-        convert = self.memory_faults > self.memory_fault_ignore
-        sim.emit((sim.now, sim.timing.memory_fault_ns, MEMORY_FAULT, self.name, None, None, None,
-                  None, None, {"gpa": hex(gpa << 12), "action": "convert" if convert else "ignore"}))
-        if convert:
-            self.memory_faults = 0
-            sim.convert_to_private(gpa)
-        sim.at(sim.now + sim.timing.memory_fault_ns, self.enter)
-
-    def _fault_locked(self) -> None:
-        self.sim.post(self.sim.now + self.kvm_fault_ns, self, FAULT_WORK)
-
-    def _fault_work(self, _: Any) -> None:
-        sim = self.sim
-        gpa = self.fault_gpa
-        if sim.invalidations and sim.invalidating(gpa):
-            return self._fault_end()  # mmu_invalidate_retry: RET_PF_RETRY
-        if not sim.regions[gpa >> 9]:
-            self._call(SEPT_ADD, gpa)
-        elif sim.pages[gpa] == UNMAPPED:
-            self._call(AUG, gpa)
-        else:
-            self._fault_end()
-
-    def _call(self, leaf: str, gpa: int) -> None:
-        self.leaf = leaf
-        self.attempt = 1
-        if self.sim.policy.serialise_sept:
-            self.sim.vmm_mutex.acquire(self._vmm_granted)
-        else:
-            self._attempt(None)
-
-    def _vmm_granted(self) -> None:
-        self.holds_vmm = True
-        self._attempt(None)
-
-    def _attempt(self, _: Any) -> None:
-        sim = self.sim
-        leaf = self.leaf
-        gpa = self.fault_gpa
-        t = sim.now
-        steps = sim.host_plans[leaf]
-        fail = sim.locks.try_plan(steps, self.i, gpa, True)
-        attempt = self.attempt
-        if fail is None:
-            dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
-            sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
-            sim.post(t + dur, self, CALL_DONE, steps)
-            return
-        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, sim.timing,
-                                      sim.rng)
-        if delay != GIVE_UP and self.signal_pending:
-            delay = GIVE_UP
-        sim.emit((t, self.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
-                  attempt, GIVEUP if delay == GIVE_UP else BUSY, None))
-        if delay == GIVE_UP:
-            self.signal_pending = False
-            sim.at(t + self.seamcall_ns, self._gave_up)
-        else:
-            self.attempt = attempt + 1
-            sim.post(t + self.seamcall_ns + delay, self, ATTEMPT)
-
-    def _release_vmm(self) -> None:
-        if self.holds_vmm:
-            self.holds_vmm = False
-            self.sim.vmm_mutex.release()
-
-    def _call_done(self, steps: Plan) -> None:
-        sim = self.sim
-        gpa = self.fault_gpa
-        sim.locks.release_plan(steps, self.i, gpa)
-        if self.holds_vmm:
-            self._release_vmm()
-        if self.leaf == SEPT_ADD:
-            sim.regions[gpa >> 9] = 1
-        else:
-            sim.pages[gpa] = PENDING
-        self._fault_work(None)
-
-    def _gave_up(self, _: Any) -> None:
-        self._release_vmm()
-        self._fault_end()
-
-    def _fault_end(self) -> None:
-        self.sim.mmu_lock.release(False)
-        self.enter(None)
-
 
 __all__ = ["Vcpu", "ACCEPTED", "LEAKED"]

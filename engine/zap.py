@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.pagebytes import find_either
+from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, find_either
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
-from engine.records import BUSY, GIVEUP, KICK, SEAMCALL, SUCCESS
+from engine.records import BUSY, ERROR, GIVEUP, KICK, SEAMCALL, SUCCESS
 from engine.records import KVM_BUG as KVM_BUG_RECORD
-from engine.sim import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED
-from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY
+from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_TLB_TRACKING_NOT_DONE
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -26,7 +26,7 @@ class Zapper:
 
     def __init__(self, sim: Simulation, index: int, pages: int, interval_ns: int,
                  start_ns: int = 0, times_ns: tuple[int, ...] = (),
-                 ranges: tuple[tuple[int, int], ...] = ()) -> None:
+                 ranges: tuple[tuple[int, int], ...] = (), on_demand: bool = False) -> None:
         self.sim = sim
         self.name = f"zap{index}"
         self.batch_pages = pages
@@ -41,7 +41,11 @@ class Zapper:
         self.batch_start = 0
         self.blocking = False
         self.holds_vmm = False
-        if self.times_ns:
+        self.on_demand = on_demand
+        self.then: Callable[[], None] | None = None
+        if on_demand:
+            pass  # zap_now starts each batch
+        elif self.times_ns:
             for t in self.times_ns:
                 sim.at(t, self._begin)
         else:
@@ -67,6 +71,11 @@ class Zapper:
             self.cursor = out[-1] + 1
         return sorted(out)
 
+    def zap_now(self, then: Callable[[], None]) -> None:
+        """One batch now (a memslot's flush); `then()` when it is done."""
+        self.then = then
+        self._begin(None)
+
     def _begin(self, _: Any) -> None:
         self.batch_start = self.sim.now
         self.sim.mmu_lock.acquire(True, self._locked)
@@ -81,6 +90,11 @@ class Zapper:
     # -- the sequence: BLOCK each, TRACK, kick, REMOVE each ----------------------------
     def _next(self) -> None:
         n = len(self.batch)
+        pages = self.sim.pages
+        # Pages whose BLOCK gave up are not removed: skip them in a loop (a batch may be
+        # a whole memslot).
+        while n + 2 <= self.step < 2 * n + 2 and pages[self.batch[self.step - n - 2]] != BLOCKED:
+            self.step += 1
         step = self.step
         if step < n:
             self._call(BLOCK, self.batch[step])
@@ -89,12 +103,7 @@ class Zapper:
         elif step == n + 1:
             self._kick(self._kicked)
         elif step < 2 * n + 2:
-            page = self.batch[step - n - 2]
-            if self.sim.pages[page] == BLOCKED:
-                self._call(REMOVE, page)
-            else:
-                self.step += 1
-                self._next()
+            self._call(REMOVE, self.batch[step - n - 2])
         else:
             self._finish()
 
@@ -105,16 +114,24 @@ class Zapper:
     def _finish(self) -> None:
         sim = self.sim
         sim.mmu_lock.release(True)
-        if not self.times_ns:
+        if self.on_demand:
+            then, self.then = self.then, None
+            if then is not None:
+                then()
+        elif not self.times_ns:
             sim.at(max(sim.now, self.batch_start + self.interval_ns), self._begin)
 
     def _kick(self, then: Any) -> None:
+        """kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): IPI every vCPU and wait
+        until each one in guest mode or entering it has left (at least `kick_ns`, the IPI
+        round trip)."""
         sim = self.sim
-        sim.emit((sim.now, sim.timing.kick_ns, KICK, self.name, None, None, None, None, None,
-                  None))
+        t = sim.now
+        end = t + sim.timing.kick_ns
         for vcpu in sim.vcpus:
-            vcpu.kick()
-        sim.at(sim.now + sim.timing.kick_ns, then)
+            end = max(end, vcpu.kick())
+        sim.emit((t, end - t, KICK, self.name, None, None, None, None, None, None))
+        sim.at(end, then)
 
     def _call(self, leaf: str, page: int) -> None:
         self.leaf = leaf
@@ -140,6 +157,8 @@ class Zapper:
         else:
             fail = sim.locks.try_acquire(steps, -1, page, True)
             if fail is None:
+                if leaf == REMOVE and not self._tlb_tracked(page):
+                    return self._tracking_not_done(steps)
                 dur = timing.seamcall_ns + getattr(timing, _WORK[leaf])
                 sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
                 sim.at(t + dur, self._done, steps)
@@ -165,6 +184,29 @@ class Zapper:
             assert decision in (GIVE_UP, KVM_BUG)
             sim.at(after, self._gave_up)
 
+    def _tlb_tracked(self, page: int) -> bool:
+        """TDH.MEM.PAGE.REMOVE's TLB-tracking check: a TRACK succeeded after the page's
+        BLOCK (the TD epoch moved past the blocking one) and no vCPU still runs in the
+        guest with an epoch from before it."""
+        sim = self.sim
+        blocked = sim.block_epoch.get(page, sim.td_epoch)
+        if sim.td_epoch <= blocked:
+            return False
+        return not any(v.record_open and v.entry_epoch <= blocked for v in sim.vcpus)
+
+    def _tracking_not_done(self, steps: Any) -> None:
+        """TDX_TLB_TRACKING_NOT_DONE (outcome `error`): KVM_BUG_ON in
+        tdx_sept_drop_private_spte under every policy; the page stays blocked, leaked."""
+        sim = self.sim
+        t = sim.now
+        sim.locks.release(steps, -1, self.page)
+        sim.emit((t, sim.timing.seamcall_ns, SEAMCALL, self.name, REMOVE,
+                  TDX_TLB_TRACKING_NOT_DONE, None, self.attempt, ERROR, None))
+        sim.stats["kvm_bugs"] += 1
+        sim.emit((t, 0, KVM_BUG_RECORD, self.name, REMOVE, None, None, None, None,
+                  {"failed_status": "0x%016X" % TDX_TLB_TRACKING_NOT_DONE}))
+        sim.at(t + sim.timing.seamcall_ns, self._gave_up)
+
     def _kick_then_retry(self, _: Any) -> None:
         self._kick(self._attempt)
 
@@ -186,10 +228,12 @@ class Zapper:
         self._unblock()
         if leaf == BLOCK:
             sim.pages[page] = BLOCKED
+            sim.block_epoch[page] = sim.td_epoch
         elif leaf == TRACK:
             sim.td_epoch += 1
         else:
             sim.pages[page] = UNMAPPED
+            del sim.block_epoch[page]
         self.step += 1
         self._next()
 
@@ -199,6 +243,7 @@ class Zapper:
         self._unblock()
         if self.leaf == REMOVE:
             sim.pages[self.page] = LEAKED  # blocked for good: the host leaks it
+            sim.block_epoch.pop(self.page, None)
             sim.stats["leaked_pages"] += 1
         self.step += 1
         self._next()

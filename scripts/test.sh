@@ -3,9 +3,14 @@
 # Uses the first python3 on PATH (.ci/run puts a fresh virtualenv's there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1; then
+# chromium for the page tests; prometheus (promtool and the server) for the metrics and
+# Grafana-dashboard tests.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The compiled-engine test builds a wheel without build isolation: it needs the build
 # requirements of pyproject.toml in this interpreter (a fresh Python has setuptools 65

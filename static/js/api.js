@@ -67,6 +67,45 @@ export function errorMessage(result) {
   return `HTTP ${result.status}`;
 }
 
+// Export formats as hello lists them (Perfetto's native trace first), and the size above
+// which the page says how big an export will be.
+let exportFormats = [];
+let largeExportBytes = Infinity;
+
+/** Take the export formats from hello. */
+export function useExportFormats(hello) {
+  exportFormats = hello.exports ?? [];
+  largeExportBytes = hello.large_export_bytes ?? Infinity;
+}
+
+/** The formats as [format, label] pairs, in the order the server prefers. */
+export function exportChoices() {
+  return exportFormats.map((f) => [f.format, f.label]);
+}
+
+function formatBytes(bytes) {
+  const units = [["GB", 1e9], ["MB", 1e6]];
+  for (const [unit, size] of units) {
+    if (bytes >= size) return `${(bytes / size).toFixed(bytes >= 10 * size ? 0 : 1)} ${unit}`;
+  }
+  return `${Math.round(bytes / 1e3)} kB`;
+}
+
+/** "1.3 GB" when an export of `records` records in `format` (records times the
+ * format's bytes per record) is above the large size, else null. */
+export function largeExportSize(format, records) {
+  const f = exportFormats.find((x) => x.format === format);
+  if (!f || typeof records !== "number") return null;
+  const lean = typeof f.lean_above_records === "number" && records > f.lean_above_records;
+  const bytes = records * (lean ? f.lean_bytes_per_record : f.bytes_per_record);
+  return bytes > largeExportBytes ? formatBytes(bytes) : null;
+}
+
+/** A format's label, as hello gives it. */
+export function exportLabel(format) {
+  return exportFormats.find((x) => x.format === format)?.label ?? format;
+}
+
 /** The download URL of the current run's log (run null) or an earlier run's. */
 export function exportUrl(format, runId = null) {
   const base = runId === null ? "/api/export" : `/api/runs/${encodeURIComponent(runId)}/export`;

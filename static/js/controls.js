@@ -1,7 +1,9 @@
 // The controls: built from hello, kept in step with the server's config, and sending
 // changes as PATCH /api/config (errors shown at the field, from the server's message).
 
-import { errorMessage, exportUrl, fieldErrors, request } from "./api.js";
+import {
+  errorMessage, exportLabel, exportUrl, fieldErrors, largeExportSize, request, useExportFormats,
+} from "./api.js";
 
 const FIELD_LABELS = {
   retry_max: "Retry max", zero_step: "Zero-step mitigation", policy: "Policy", speed: "Speed",
@@ -71,12 +73,23 @@ export class Controls {
     document.getElementById("btn-pause").addEventListener("click", () => this.run("pause"));
     document.getElementById("btn-reset").addEventListener("click", () => this.run("reset"));
     for (const b of document.querySelectorAll("[data-export]")) {
-      b.addEventListener("click", () => download(exportUrl(b.dataset.export)));
+      b.addEventListener("click", () => this.exportRun(b.dataset.export));
     }
+  }
+
+  /** Download the current run's log, saying first how big it will be when it is large. */
+  exportRun(format) {
+    const records = this.store.totals?.events;
+    const size = largeExportSize(format, records);
+    document.getElementById("export-size").textContent = size
+      ? `${exportLabel(format)}: about ${size} (${records.toLocaleString("en-US")} records); downloading.`
+      : "";
+    download(exportUrl(format));
   }
 
   /** Fill selects and limits from hello; the page restates no names of its own. */
   applyHello(hello) {
+    useExportFormats(hello);
     setOptions(inputFor("policy"), hello.policies ?? []);
     setOptions(inputFor("module_version"), hello.module_versions ?? []);
     this.applyScenarios(hello.scenarios ?? []);

@@ -1,10 +1,12 @@
 // The list of runs kept by the server, newest first, each with its own export links; a
 // row opens the run's summary (by leaf, by operand) and its control timeline.
 
-import { exportUrl, request } from "./api.js";
+import { exportChoices, exportUrl, largeExportSize, request } from "./api.js";
 import { markText } from "./marks.js";
 
-const FORMATS = [["jsonl", "JSONL"], ["csv", "CSV"], ["chrome", "Chrome trace"]];
+// Until hello has listed them (Perfetto's native trace first).
+const FORMATS = [["perfetto", "Perfetto trace"], ["jsonl", "JSONL"], ["csv", "CSV"],
+  ["chrome", "Chrome trace"]];
 const MAX_ROWS = 50;
 const COLUMNS = 13;
 const fmtInt = new Intl.NumberFormat("en-US");
@@ -68,11 +70,14 @@ function row(run, currentId) {
   tr.children[10].dataset.count = "busy";
   tr.children[11].dataset.count = "giveups";
   const links = cell("", "Exports");
-  for (const [format, label] of FORMATS) {
+  const choices = exportChoices();
+  for (const [format, label] of choices.length ? choices : FORMATS) {
     const a = document.createElement("a");
     a.href = exportUrl(format, run.run_id);
     a.download = "";
-    a.textContent = label;
+    const size = largeExportSize(format, s.events);
+    a.textContent = size ? `${label} (about ${size})` : label;
+    if (size) a.title = `about ${size}: a large file`;
     a.setAttribute("aria-label", `Download run ${run.run_id} as ${label}`);
     links.append(a);
   }

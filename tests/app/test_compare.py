@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.config import Config
+from engine.scenario import builtin_scenario
 from engine.sim import replay
 from engine.summary import Tally
 from tests.app.server_helpers import jsonl, wait_for
@@ -20,7 +21,8 @@ def replayed(config: dict[str, Any], timeline: list[tuple[int, dict[str, Any]]],
              end_ns: int) -> dict[str, Any]:
     """The counts of a run started with `config` and `timeline`, up to `end_ns`."""
     tally = Tally()
-    tally.add(replay(Config(**config), timeline, end_ns, finish=False))
+    tally.add(replay(Config(**config), timeline, end_ns, builtin_scenario(config["scenario"]),
+                     finish=False))
     return tally.counts()
 
 
@@ -64,6 +66,9 @@ def test_twin_counts_equal_a_run_with_its_config_and_the_same_timeline(
     counts = replayed(config, expected, stats["sim_ns"])
     assert {k: twin[k] for k in COUNTS} == {k: counts[k] for k in COUNTS}
     assert twin["busy"] != stats["busy"] or twin["retries"] != stats["retries"]
+
+    # Prometheus counts it under run="twin", beside the run's own series
+    assert 'run="twin"' in client.get("/metrics").text
 
     # exportable like any run: its log is the replay's
     records = jsonl(client.get(f"/api/runs/{twin_id}/export", params={"format": "jsonl"}).text)
@@ -143,6 +148,7 @@ def test_delete_stops_the_twin_and_keeps_it_as_a_run(client: TestClient) -> None
     twin_id = client.put("/api/compare", json={"policy": "vmm_lock"}).json()["run_id"]
     assert client.delete("/api/compare").json() == {"on": False, "changes": {}, "run_id": None}
     assert client.get("/api/stats").json()["twin"] is None
+    assert 'run="twin"' not in client.get("/metrics").text
     assert twin_id in [r["run_id"] for r in client.get("/api/runs").json()]
 
 

@@ -238,18 +238,20 @@ def test_metrics(client: TestClient) -> None:
     run_for(client, 300_000)
     client.patch("/api/config", json={"retry_max": 3, "zero_step": False})
     text = client.get("/metrics").text
-    for name in ("tdx_contention_seamcall_attempts_total{leaf=\"TDH.VP.ENTER\"}",
-                 "tdx_contention_busy_total{operand=\"SEPT_TREE\"}",
+    for name in ('tdx_contention_seamcall_attempts_total{leaf="TDH.VP.ENTER",run="main"}',
+                 'tdx_contention_tdcall_attempts_total{leaf="TDG.MEM.PAGE.ACCEPT",run="main"}',
+                 'tdx_contention_busy_total{leaf="TDH.VP.ENTER",operand="SEPT_TREE",run="main"}',
                  "tdx_contention_retries_total", "tdx_contention_giveups_total",
                  "tdx_contention_zero_step_activations_total",
-                 "tdx_contention_attempts_per_call_bucket{le=\"17.0\"}",
+                 "tdx_contention_simulated_seconds_total",
+                 'tdx_contention_attempts_per_call_bucket{le="17.0",run="main"}',
                  "tdx_contention_attempts_per_call_count"):
         assert name in text
-    assert "tdx_contention_retry_max 3.0" in text
-    assert "tdx_contention_zero_step_enabled 0.0" in text
+    assert 'tdx_contention_retry_max{run="main"} 3.0' in text
+    assert 'tdx_contention_zero_step_enabled{run="main"} 0.0' in text
     import engine.sim
     build = "compiled" if engine.sim.__file__.endswith(".so") else "pure"
     assert f'tdx_contention_engine_info{{build="{build}"}} 1.0' in text
     line = next(x for x in text.splitlines()
-                if x.startswith('tdx_contention_seamcall_attempts_total{leaf="TDH.VP.ENTER"}'))
+                if x.startswith('tdx_contention_seamcall_attempts_total{leaf="TDH.VP.ENTER"'))
     assert float(line.split()[-1]) > 0

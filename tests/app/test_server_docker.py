@@ -13,9 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _service() -> dict[str, Any]:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert len(services) == 1
-    service: dict[str, Any] = next(iter(services.values()))
+    service: dict[str, Any] = compose["services"]["tdx-contention"]
     return service
 
 

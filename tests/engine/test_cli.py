@@ -176,7 +176,7 @@ def test_export_to_an_unwritable_path_is_refused_before_simulating(
     assert str(target) in err and "cannot write" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("name", "first"), [("log.csv", "seq,t_ns"), ("trace.json", '{"traceEvents"'),
+@pytest.mark.parametrize(("name", "first"), [("log.csv", "seq,t_ns"), ("trace.json", '{"metadata"'),
                                              ("log.jsonl", '{"seq":0'), ("log.txt", '{"seq":0')])
 def test_the_format_comes_from_the_file_name(tmp_path: Path, name: str, first: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:

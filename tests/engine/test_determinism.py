@@ -11,6 +11,7 @@ import pytest
 from engine.config import Config
 from engine.export import jsonl_lines
 from engine.run import run
+from engine.scenario import builtin_scenario
 from engine.sim import Simulation, replay
 from tests.engine.support import export_text
 
@@ -51,7 +52,7 @@ def test_different_seeds_differ() -> None:
 def _live(config: Config, end_ns: int, slices: list[int],
           controls: dict[int, dict[str, Any]]) -> tuple[Simulation, list[Any], list[Any]]:
     """Drive a Simulation by hand in uneven slices, applying controls at slice ends."""
-    sim = Simulation(config)
+    sim = Simulation(config, builtin_scenario(config.scenario))
     recs: list[Any] = []
     timeline: list[tuple[int, dict[str, Any]]] = []
     t = 0
@@ -96,7 +97,7 @@ def test_replay_of_a_control_timeline_gives_the_live_log(scenario: str, finish: 
     assert len(timeline) == 5
     if finish:
         live += sim.finish()
-    replayed = list(replay(config, timeline, end_ns, finish=finish))
+    replayed = list(replay(config, timeline, end_ns, builtin_scenario(config.scenario), finish=finish))
     assert [tuple(r) for r in replayed] == [tuple(r) for r in live]
     assert "".join(jsonl_lines(replayed)) == "".join(jsonl_lines(live))
     control = [r for r in live if r[2] == "control"]
@@ -106,8 +107,9 @@ def test_replay_of_a_control_timeline_gives_the_live_log(scenario: str, finish: 
 def test_controls_change_the_log() -> None:
     """A control change is not a no-op: the log after it differs from the run without it."""
     config = Config(scenario="zero-step", seed=5)
-    base = list(replay(config, [], 1_500_000))
-    changed = list(replay(config, [(500_000, {"policy": "none"})], 1_500_000))
+    base = list(replay(config, [], 1_500_000, builtin_scenario(config.scenario)))
+    changed = list(replay(config, [(500_000, {"policy": "none"})], 1_500_000,
+                          builtin_scenario(config.scenario)))
     assert base != changed
     assert [r for r in changed if r[2] == "control"] == [
         (500_000, 0, "control", "user", None, None, None, None, None, {"policy": "none"})]
@@ -139,7 +141,7 @@ def test_apply_refuses_non_live_and_bad_values_and_records_nothing() -> None:
     """apply() refuses a non-live field or a bad value, naming it, and changes nothing."""
     from engine.errors import ConfigError, ConfigErrors
 
-    sim = Simulation(Config())
+    sim = Simulation(Config(), builtin_scenario("zero-step"))
     sim.run_until(100_000)
     with pytest.raises(ConfigError, match="vcpus"):
         sim.apply({"vcpus": 4})

@@ -1,23 +1,37 @@
-"""The event-log writers (engine.export): JSONL, CSV and Chrome trace."""
+"""The event-log writers (engine.export, engine.chrome): JSONL, CSV and Chrome trace."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from engine.build import Builder
+from engine.chrome import BUSY_INSTANTS_MAX_RECORDS
 from engine.config import LIVE_FIELDS, Config
-from engine.export import CSV_COLUMNS, FORMATS, chunks, jsonl_lines
+from engine.export import (
+    CSV_COLUMNS,
+    FORMATS,
+    TEXT_FORMATS,
+    chunks,
+    encode,
+    estimated_bytes,
+    jsonl_lines,
+)
 from engine.params import Timing
 from engine.records import FIELDS
 from engine.run import records
+from engine.scenario import builtin_scenario
 from engine.sim import Simulation, replay
+from engine.status import OPERANDS
 from engine.zap import Zapper
 from tests.engine.support import (
     CALL_KINDS,
@@ -66,7 +80,7 @@ def test_control_records_fill_the_live_columns() -> None:
     """A control record carries the changed fields as JSONL keys and as CSV columns."""
     config = Config(scenario="zero-step")
     timeline = [(300_000, {"retry_max": 4, "zero_step": False}), (600_000, {"policy": "none"})]
-    recs = list(replay(config, timeline, 1_000_000))
+    recs = list(replay(config, timeline, 1_000_000, builtin_scenario(config.scenario)))
     controls = [json.loads(line) for line in jsonl_lines(recs) if '"control"' in line]
     assert [(c["t_ns"], c["actor"]) for c in controls] == [(300_000, "user"), (600_000, "user")]
     assert controls[0]["retry_max"] == 4 and controls[0]["zero_step"] is False
@@ -110,13 +124,17 @@ def test_chrome_ts_and_dur_are_exact_microseconds() -> None:
 
 
 def test_unknown_format_is_refused_by_name() -> None:
-    """chunks() refuses an unknown format with a message listing the valid ones."""
-    assert FORMATS == ("jsonl", "csv", "chrome")
-    with pytest.raises(ValueError, match="xml.*jsonl, csv, chrome"):
+    """chunks() and encode() refuse an unknown format with a message listing the valid ones."""
+    assert FORMATS == ("jsonl", "csv", "chrome", "perfetto")
+    with pytest.raises(ValueError, match="xml.*jsonl, csv, chrome, perfetto"):
         chunks("xml", [])
+    with pytest.raises(ValueError, match="xml.*jsonl, csv, chrome, perfetto"):
+        encode("xml", [])
+    with pytest.raises(ValueError, match="perfetto is a binary format"):
+        chunks("perfetto", [])
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", TEXT_FORMATS)
 def test_writers_stream(fmt: str) -> None:
     """Writers are lazy: the first pieces come out before the record stream is exhausted."""
     consumed = [0]
@@ -185,3 +203,81 @@ def test_kvm_bug_record_has_no_duplicate_keys() -> None:
     assert lines
     for line in lines:
         json.loads(line, object_pairs_hook=pairs_hook)
+
+
+def _chrome(config: Config, end_ns: int, timeline: list[tuple[int, dict[str, Any]]] | None = None,
+            expected_records: int | None = None) -> dict[str, Any]:
+    recs = records(config, None, end_ns, timeline=timeline or None)
+    trace: dict[str, Any] = json.loads("".join(chunks("chrome", recs, config.to_dict(),
+                                                      expected_records)))
+    return trace
+
+
+def test_chrome_counters_name_every_operand_in_every_window() -> None:
+    """Each BUSY counter sample names all seven operands (zeros included), one sample per
+    100 us window without gaps, so a viewer never holds a stale count: the busiest operand
+    has windows without BUSY, and their samples say 0."""
+    config = Config(scenario="conversion", seed=1)
+    events = _chrome(config, END_NS)["traceEvents"]
+    samples = [e for e in events if e["ph"] == "C"]
+    assert all(tuple(e["args"]) == OPERANDS for e in samples)
+    starts = [parse_us(e["ts"] if isinstance(e["ts"], str) else f"{e['ts']:.3f}") for e in samples]
+    assert starts == [i * 100_000 for i in range(len(samples))]
+    assert len(samples) == END_NS // 100_000
+    busiest = max(OPERANDS, key=lambda op: sum(e["args"][op] for e in samples))
+    assert any(e["args"][busiest] == 0 for e in samples)
+    assert any(e["args"][busiest] > 0 for e in samples)
+
+
+def test_chrome_metadata_and_global_control_instants() -> None:
+    """The trace carries the run's config under `metadata`; each control change is a
+    global instant (s = g) carrying the changed fields."""
+    config = Config(scenario="zero-step", vcpus=4)
+    timeline = [(300_000, {"retry_max": 4}), (600_000, {"zero_step": False})]
+    trace = _chrome(config, 1_000_000, timeline)
+    assert trace["metadata"]["config"] == config.to_dict()
+    controls = [e for e in trace["traceEvents"] if e.get("cat") == "control"]
+    assert [(e["ph"], e["s"], e["args"]) for e in controls] == [
+        ("i", "g", {"retry_max": 4}), ("i", "g", {"zero_step": False})]
+    assert [e["ts"] for e in controls] == [300.0, 600.0]
+
+
+def test_chrome_busy_instants_off_for_large_runs() -> None:
+    """BUSY instants are written for runs up to BUSY_INSTANTS_MAX_RECORDS records and left
+    out above (metadata says which); the X events and counters are the same either way."""
+    config = Config(scenario="zero-step", seed=2)
+    small = _chrome(config, END_NS, expected_records=BUSY_INSTANTS_MAX_RECORDS)
+    large = _chrome(config, END_NS, expected_records=BUSY_INSTANTS_MAX_RECORDS + 1)
+    assert small["metadata"]["busy_instants"] and not large["metadata"]["busy_instants"]
+    busy = [e for e in small["traceEvents"] if e.get("cat") == "busy"]
+    assert busy and not [e for e in large["traceEvents"] if e.get("cat") == "busy"]
+    assert [e for e in small["traceEvents"] if e.get("cat") != "busy"] == large["traceEvents"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gzip_is_the_same_log_compressed(fmt: str) -> None:
+    """encode(gzip=True) is one gzip stream whose content is exactly the plain export."""
+    config = Config(scenario="conversion")
+    plain = b"".join(encode(fmt, records(config, None, 500_000), config.to_dict()))
+    packed = b"".join(encode(fmt, records(config, None, 500_000), config.to_dict(), gzip=True))
+    assert gzip.decompress(packed) == plain
+    assert len(packed) < len(plain) / 3
+
+
+def test_estimated_bytes_scales_with_records() -> None:
+    """The size estimate is records x bytes per record, and smaller for a chrome trace
+    without BUSY instants."""
+    assert estimated_bytes("jsonl", 1000) == 1000 * estimated_bytes("jsonl", 1)
+    n = BUSY_INSTANTS_MAX_RECORDS
+    assert estimated_bytes("chrome", n + 1) < estimated_bytes("chrome", n) / n * (n + 1)
+
+
+def test_text_exports_do_not_load_protobuf() -> None:
+    """A JSONL, CSV or Chrome export never imports protobuf or the perfetto package."""
+    code = ("import sys; from engine.config import Config; from engine.export import encode; "
+            "from engine.run import records\n"
+            "for f in ('jsonl', 'csv', 'chrome'):\n"
+            "    b''.join(encode(f, records(Config(), None, 100_000)))\n"
+            "bad = [m for m in sys.modules if m.startswith(('google', 'perfetto'))]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

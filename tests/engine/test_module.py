@@ -115,8 +115,9 @@ def test_host_priority_timeout_forces_a_td_exit() -> None:
     from engine.export import jsonl_lines
     from engine.guest import ACCEPT, Op
     from engine.module import GUEST_LOCKS
+    from engine.pagebytes import ACCEPTED, PENDING
     from engine.params import Timing
-    from engine.sim import ACCEPTED, PENDING, Simulation
+    from engine.sim import Simulation
     from tests.engine.support import InlineScenario, io_exit, parse_jsonl
 
     gpa, timeout_ns = 2048, 20_000

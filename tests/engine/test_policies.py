@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from engine.config import Config
+from engine.module import SEPT_WRAPPED
 from engine.params import Timing
-from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG, make_policy
+from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG, RERUN, make_policy
 from engine.status import TDX_ERROR_SEPT_BUSY, TDX_OPERAND_BUSY, TDX_PREVIOUS_TLB_EPOCH_BUSY
 from tests.engine.support import calls_by_actor, logical_calls, run_records
 
@@ -43,8 +44,18 @@ def test_bounded_family_retries_only_sept_tree_busy(name: str) -> None:
     assert p.fault_busy(AUG, TDX_OPERAND_BUSY | 0x01, 1, 16, T, RNG) == GIVE_UP
     assert p.fault_busy(AUG, TDX_OPERAND_BUSY | 0xA9, 1, 16, T, RNG) == GIVE_UP
     assert p.fault_busy(AUG, 0x8000020400000092, 1, 16, T, RNG) == GIVE_UP
-    assert p.zap_busy("TDH.MEM.TRACK", TDX_ERROR_SEPT_BUSY, 1, 16, T, RNG) == GIVE_UP
-    assert p.zap_busy("TDH.MEM.TRACK", TDX_PREVIOUS_TLB_EPOCH_BUSY, 1, 16, T, RNG) == GIVE_UP
+
+
+
+@pytest.mark.parametrize("name", ["bounded", "vmm_lock", "backoff"])
+def test_bounded_era_track_loops_while_busy_with_no_cap(name: str) -> None:
+    """v19's tdx_track() re-issued TDH.MEM.TRACK while it returned OPERAND_BUSY, with no
+    cap and outside the SEPT wrapper; any other failure is KVM_BUG_ON (MODEL.md 5b)."""
+    p = make_policy(name)
+    for attempt in (1, 17, 5000):
+        assert p.zap_busy("TDH.MEM.TRACK", TDX_OPERAND_BUSY | 0xA9, attempt, 0, T, RNG) == \
+            T.retry_gap_ns
+    assert p.zap_busy("TDH.MEM.TRACK", TDX_PREVIOUS_TLB_EPOCH_BUSY, 1, 16, T, RNG) == KVM_BUG
 
 
 @pytest.mark.parametrize("retry_max", [0, 1, 16])
@@ -54,8 +65,16 @@ def test_bounded_budget_is_retry_max_retries(retry_max: int) -> None:
     decisions = [p.fault_busy(AUG, TDX_ERROR_SEPT_BUSY, a, retry_max, T, RNG)
                  for a in range(1, retry_max + 2)]
     assert decisions == [T.retry_gap_ns] * retry_max + [GIVE_UP]
-    assert [p.enter_busy(TDX_ERROR_SEPT_BUSY, a, retry_max) for a in range(1, retry_max + 2)] \
-        == [True] * retry_max + [False]
+
+
+@pytest.mark.parametrize("name", ["bounded", "upstream"])
+def test_a_busy_vp_enter_is_reentered_with_no_cap(name: str) -> None:
+    """A BUSY TDH.VP.ENTER is re-entered at once whatever the attempt and retry_max: v19
+    returned EXIT_FASTPATH_REENTER_GUEST, mainline's tdx_vcpu_run EXIT_FASTPATH_EXIT_HANDLED
+    (MODEL.md 5b); only the SEPT wrapper's loop has SEAMCALL_RETRY_MAX."""
+    p = make_policy(name)
+    assert all(p.enter_busy(TDX_ERROR_SEPT_BUSY, a, 0) for a in (1, 2, 17, 1000))
+    assert p.enter_busy(TDX_OPERAND_BUSY | 0xA9, 40, 16)
 
 
 def test_none_never_retries() -> None:
@@ -70,7 +89,9 @@ def test_upstream_fault_path_has_no_cap_zap_path_kicks_once() -> None:
     """upstream: fault path always retries locally; zap path kicks then retries once; a
     second BUSY is a KVM bug."""
     p = make_policy("upstream")
-    assert all(p.fault_busy(AUG, TDX_ERROR_SEPT_BUSY, a, 0, T, RNG) >= 0 for a in (1, 50, 5000))
+    assert all(p.fault_busy(AUG, TDX_ERROR_SEPT_BUSY, a, 0, T, RNG) == RERUN
+               for a in (1, 50, 5000))
+    assert p.local_retry and not make_policy("bounded").local_retry
     assert p.zap_busy("TDH.MEM.RANGE.BLOCK", TDX_ERROR_SEPT_BUSY, 1, 0, T, RNG) == KICK_RETRY
     assert p.zap_busy("TDH.MEM.RANGE.BLOCK", TDX_ERROR_SEPT_BUSY, 2, 0, T, RNG) == KVM_BUG
 
@@ -92,11 +113,14 @@ def test_backoff_grows_and_is_capped() -> None:
 @pytest.mark.parametrize("retry_max", [0, 1, 16])
 def test_bounded_run_caps_attempts_and_retries_only_sept_busy(scenario: str, seed: int,
                                                               retry_max: int) -> None:
-    """bounded: no logical call exceeds retry_max+1 attempts; every retry follows a BUSY of
-    exactly 0x8000020000000092."""
+    """bounded: no logical call of a wrapped leaf exceeds retry_max+1 attempts, and every
+    retry of one follows a BUSY of exactly 0x8000020000000092. (TDH.VP.ENTER and TRACK
+    loop with no cap, outside the wrapper: MODEL.md 5b.)"""
     log = log_of(scenario, "bounded", seed, retry_max)
     longest = 0
     for call in logical_calls(log):
+        if call[0]["leaf"] not in SEPT_WRAPPED:
+            continue
         assert len(call) <= retry_max + 1, call
         longest = max(longest, len(call))
         for prev, rec in zip(call, call[1:], strict=False):
@@ -109,9 +133,13 @@ def test_bounded_run_caps_attempts_and_retries_only_sept_busy(scenario: str, see
     if retry_max <= 1 and scenario == "zero-step":
         assert longest == retry_max + 1
     for rec in log:
-        if rec["outcome"] == "busy":
+        if rec["outcome"] == "busy" and rec["leaf"] in SEPT_WRAPPED:
             assert rec["status"] == SEPT_BUSY, rec
-            assert rec["leaf"] != "TDH.MEM.TRACK", rec
+        elif rec["outcome"] == "busy":
+            assert rec["leaf"] in ("TDH.VP.ENTER", "TDH.MEM.TRACK"), rec
+            assert rec["status"].startswith("0x80000200"), rec
+        if rec["outcome"] == "giveup":
+            assert rec["leaf"] != "TDH.VP.ENTER", rec
 
 
 @pytest.mark.parametrize("policy", ["vmm_lock", "backoff"])
@@ -119,6 +147,8 @@ def test_bounded_variants_cap_attempts(policy: str) -> None:
     """vmm_lock and backoff keep bounded's budget: at most retry_max+1 attempts, SEPT only."""
     log = log_of("conversion", policy, 1, 1)
     for call in logical_calls(log):
+        if call[0]["leaf"] not in SEPT_WRAPPED:
+            continue
         assert len(call) <= 2
         assert all(r["status"] == SEPT_BUSY for r in call[:-1])
 

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from engine.config import MODULE_VERSIONS, POLICIES, Config
 from engine.scenario import BUILTIN_NAMES
 from engine.status import BUSY_CLASSES, OPERAND_IDS, OPERANDS
-from tests.engine.support import CALL_KINDS, export_text, parse_jsonl, parse_us, recount, run_log
+from tests.engine.support import (
+    CALL_KINDS,
+    export_text,
+    logical_calls,
+    parse_jsonl,
+    parse_us,
+    recount,
+    run_log,
+)
 
 STATUS_RE = re.compile(r"^0x[0-9A-Fa-f]{16}$")
 EXIT_REASONS = {1, 12, 30, 48}
@@ -152,3 +160,23 @@ def check_chrome_raw(text: str, until_ns: int | None = None) -> None:
                 assert span[1] <= stack[-1][1], (
                     f"{names[tid]}: {span} partly overlaps {stack[-1]} (ns)")
             stack.append(span)
+
+
+@SETTINGS
+@given(config=configs, end_ns=durations)
+def test_logical_calls_and_the_wrapper_budget_hold_for_any_config(config: Config,
+                                                                  end_ns: int) -> None:
+    """For any config: every retry continues its logical call (the same leaf, attempt
+    + 1, after a `busy`), including upstream's BUSY records whose outcome the re-run fault
+    decided; with a bounded-family policy no wrapped leaf's call exceeds retry_max + 1
+    attempts; and only `none` gives up on a TDH.VP.ENTER. (An AUG of a page that is not
+    unmapped, which a frozen SPTE rules out, would have raised InvariantError.)"""
+    from engine.module import SEPT_WRAPPED
+
+    _, text = run_log(config, end_ns)
+    log = parse_jsonl(text)
+    calls = list(logical_calls(log))
+    if config.policy in ("bounded", "vmm_lock", "backoff"):
+        assert all(len(c) <= config.retry_max + 1 for c in calls if c[0]["leaf"] in SEPT_WRAPPED)
+    if config.policy != "none":
+        assert not [r for r in log if r["leaf"] == "TDH.VP.ENTER" and r["outcome"] == "giveup"]

@@ -70,7 +70,7 @@ def test_vcpu_must_be_an_array_of_tables() -> None:
 def test_unknown_key_in_a_vcpu_table() -> None:
     assert errors("[[vcpu]]\nindex = 0\nve = true\n") == [
         "f.toml: vcpu[0].ve: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, script"]
+        "memory_fault, host_delay_ns, jitter_ns, script"]
 
 
 def test_index_and_indices() -> None:
@@ -173,7 +173,7 @@ def test_gpa_range_beyond_memory() -> None:
 
 def test_actor_tables_refuse_unknown_and_want_required_keys() -> None:
     assert errors('[[invalidate]]\ngpa = 0\nat_us = 5\nlength_us = 3\n') == [
-        "f.toml: invalidate[0].length_us: unknown key; accepted: gpa, at_us, duration_us, pages",
+        "f.toml: invalidate[0].length_us: unknown key; accepted: gpa, at_us, duration_us, pages, zap",
         "f.toml: invalidate[0].duration_us: missing: this key is required"]
 
 
@@ -237,7 +237,7 @@ def test_validate_prints_each_error_on_its_own_line(tmp_path: Path,
     assert out.out == ""
     assert out.err.splitlines() == [
         f"{bad}: vcpu[0].foo: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, script",
+        "memory_fault, host_delay_ns, jitter_ns, script",
         f"{bad}: zap[0].gpa: 0x1 is not page-aligned; accepted: a byte address that is a "
         "multiple of 0x1000 (4 KiB pages)"]
     good = tmp_path / "good.toml"

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sim import Event, _pop, _push, _replace
+from engine.heap import Event
+from engine.heap import pop as _pop
+from engine.heap import push as _push
+from engine.heap import replace as _replace
 
 
 @given(st.lists(st.tuples(st.sampled_from(("push", "pop", "replace")), st.integers(0, 5)),
@@ -41,10 +44,11 @@ def test_posted_and_called_events_share_one_order() -> None:
     they were scheduled; an unknown code is a broken invariant, not a silent no-op."""
     from engine.config import Config
     from engine.errors import InvariantError
+    from engine.scenario import builtin_scenario
     from engine.sim import Simulation
     from engine.vcpu import ENTER
 
-    sim = Simulation(Config(scenario="boot", vcpus=1))
+    sim = Simulation(Config(scenario="boot", vcpus=1), builtin_scenario("boot"))
     sim._heap.clear()  # only this test's events
     vcpu = sim.vcpus[0]
     seen: list[tuple[str, bool]] = []
@@ -61,8 +65,8 @@ def test_posted_and_called_events_share_one_order() -> None:
 
 def test_an_actor_without_a_dispatch_of_its_own_is_a_broken_invariant() -> None:
     """An event posted to an actor that does not handle events fails loudly, by name."""
+    from engine.actor import Actor
     from engine.errors import InvariantError
-    from engine.sim import Actor
 
     with pytest.raises(InvariantError, match="Actor was posted event 3"):
         Actor().dispatch(3, None)

@@ -1,0 +1,205 @@
+"""A scenario file's host actors: zaps, invalidation windows, memslot deletions, signals."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from engine.fault import RETRY, USERSPACE
+from engine.records import MEMORY_FAULT
+from engine.script import (
+    INVALIDATE,
+    MEMSLOT,
+    PAGE_SHIFT,
+    SIGNAL,
+    ActorSpec,
+    InvalidateSpec,
+    SignalSpec,
+    ZapSpec,
+)
+from engine.zap import Zapper
+
+if TYPE_CHECKING:
+    from engine.fault import EptViolationHandler
+    from engine.sim import Simulation
+
+# A memslot's state (Memslot.state): 0 is a slot that faults normally.
+ACTIVE: Final = 0
+INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
+DELETED: Final = 2  # gone until userspace recreates it
+
+
+def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
+    """Create the actors in `sim`, numbering each kind from where the scenario left off."""
+    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0}
+    zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
+    for spec in actors:
+        if isinstance(spec, ZapSpec):
+            # Zapper's rate mode starts at start_ns + interval: shift so the first is at start.
+            sim.host_actors.append(Zapper(sim, zaps, spec.batch_pages, spec.every_ns,
+                                          spec.start_ns - spec.every_ns, spec.times_ns,
+                                          ((spec.lo, spec.hi),)))
+            zaps += 1
+        elif isinstance(spec, InvalidateSpec):
+            windows = [(t, t + spec.duration_ns) for t in spec.times_ns]
+            zapper = None
+            if spec.zap:
+                zapper = Zapper(sim, zaps, spec.hi - spec.lo, 0, 0, (), ((spec.lo, spec.hi),),
+                                on_demand=True)
+                zaps += 1
+            sim.host_actors.append(Invalidation(sim, f"invalidate{counts[INVALIDATE]}",
+                                                spec.lo, spec.hi, windows, zapper))
+            if zapper is not None:
+                sim.host_actors.append(zapper)
+            counts[INVALIDATE] += 1
+        elif isinstance(spec, SignalSpec):
+            if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
+                sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))
+                counts[SIGNAL] += 1
+        else:
+            zapper = Zapper(sim, zaps, spec.hi - spec.lo, 0, 0, (), ((spec.lo, spec.hi),),
+                            on_demand=True)
+            zaps += 1
+            slot = Memslot(sim, f"memslot{counts[MEMSLOT]}", spec.lo, spec.hi, zapper,
+                           spec.delete_ns, spec.recreate_after_ns)
+            counts[MEMSLOT] += 1
+            sim.host_actors.append(slot)
+            sim.host_actors.append(zapper)
+            sim.memslots.append(slot)
+
+
+def _record(sim: Simulation, kind: str, name: str, lo: int, hi: int, action: str) -> None:
+    sim.emit((sim.now, 0, kind, name, None, None, None, None, None,
+              {"action": action, "gpa": hex(lo << PAGE_SHIFT), "pages": hi - lo}))
+
+
+class Invalidation:
+    """An MMU-notifier invalidation over a range (munmap, hole punch): while a window is
+    open, faults on the range return RET_PF_RETRY (mmu_invalidate_retry_gfn in
+    kvm_faultin_pfn), so `upstream` retries locally for the whole window and the re-entry
+    policies re-enter the guest once per re-fault. `invalidate` records mark each window.
+    With a `zapper`, the window's start also zaps the range's mapped pages
+    (kvm_mmu_unmap_gfn_range from the notifier's invalidate_range_start)."""
+
+    def __init__(self, sim: Simulation, name: str, lo: int, hi: int,
+                 windows: list[tuple[int, int]], zapper: Zapper | None = None) -> None:
+        self.sim = sim
+        self.name = name
+        self.range = (lo, hi)
+        self.zapper = zapper
+        self.zapping = False
+        for open_ns, close_ns in windows:
+            sim.at(open_ns, self._open)
+            sim.at(close_ns, self._close)
+
+    def _open(self, _: Any) -> None:
+        self.sim.invalidations.append(self.range)
+        _record(self.sim, INVALIDATE, self.name, *self.range, "start")
+        if self.zapper is not None and not self.zapping:  # one zap batch at a time
+            self.zapping = True
+            self.zapper.zap_now(self._zapped)
+
+    def _zapped(self) -> None:
+        self.zapping = False
+
+    def _close(self, _: Any) -> None:
+        self.sim.invalidations.remove(self.range)
+        _record(self.sim, INVALIDATE, self.name, *self.range, "end")
+
+
+class Memslot:
+    """A memslot deleted and recreated by userspace (kvm_set_memslot's delete path).
+
+    At `delete_ns` the slot turns INVALID (kvm_invalidate_memslot): its faults return
+    RET_PF_RETRY. The deletion then waits for an SRCU grace period: it goes on only once
+    no vCPU is inside a fault on the slot. A policy that breaks out of its local retry on
+    an INVALID slot (`upstream`, 6.18 on) exits to userspace; one that does not keeps
+    retrying inside the read side, and deletion and vCPU wait on each other forever: a
+    `stall` record says so. After the grace period the range is zapped
+    (kvm_arch_flush_shadow_memslot) and the slot is gone: its faults exit to userspace,
+    which re-enters the vCPU once the slot is recreated, `recreate_after_ns` after the
+    deletion began (or at once when the deletion finishes later than that).
+    """
+
+    def __init__(self, sim: Simulation, name: str, lo: int, hi: int, zapper: Zapper,
+                 delete_ns: int, recreate_after_ns: int) -> None:
+        self.sim = sim
+        self.name = name
+        self.lo = lo
+        self.hi = hi
+        self.zapper = zapper
+        self.state = ACTIVE
+        self.recreate_ns = delete_ns + recreate_after_ns
+        self.waiting: list[EptViolationHandler] = []  # vCPUs userspace re-enters at recreation
+        self.spinning: list[EptViolationHandler] = []  # vCPUs retrying locally on INVALID
+        sim.at(delete_ns, self._delete)
+
+    def fault(self, vcpu: EptViolationHandler) -> int:
+        """What a fault on this slot returns while it is not ACTIVE."""
+        sim = self.sim
+        if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
+            if vcpu not in self.spinning:
+                self.spinning.append(vcpu)
+            return RETRY
+        if self.state == INVALID and not sim.policy.local_retry:
+            return RETRY  # RET_PF_RETRY by re-entering the guest
+        # The memslot is invalid (6.18's break-out) or gone: KVM_EXIT_MEMORY_FAULT.
+        sim.emit((sim.now, 0, MEMORY_FAULT, vcpu.name, None, None, None, None, None,
+                  {"gpa": hex(vcpu.fault_gpa << PAGE_SHIFT), "action": "wait_memslot"}))
+        self.waiting.append(vcpu)
+        return USERSPACE
+
+    def _delete(self, _: Any) -> None:
+        self.state = INVALID
+        _record(self.sim, MEMSLOT, self.name, self.lo, self.hi, "delete")
+        self._grace(None)
+
+    def _inside(self) -> list[EptViolationHandler]:
+        return [v for v in self.sim.vcpus if v.in_fault and self.lo <= v.fault_gpa < self.hi]
+
+    def _grace(self, _: Any) -> None:
+        """synchronize_srcu: wait until no vCPU is inside a fault on the slot."""
+        sim = self.sim
+        inside = self._inside()
+        if not inside:
+            self.zapper.zap_now(self._zapped)
+            return
+        if all(v in self.spinning for v in inside) and sim.policy.local_retry:
+            sim.stall(self.name, [v.name for v in inside],
+                      "memslot deletion waits for an SRCU grace period; the vCPUs retry "
+                      "their fault on the INVALID slot inside it and never leave")
+        sim.at(sim.now + max(sim.timing.kvm_fault_ns, 1), self._grace)  # time must move
+
+    def _zapped(self) -> None:
+        self.state = DELETED
+        self.sim.at(max(self.sim.now, self.recreate_ns), self._recreate)
+
+    def _recreate(self, _: Any) -> None:
+        sim = self.sim
+        self.state = ACTIVE
+        _record(sim, MEMSLOT, self.name, self.lo, self.hi, "recreate")
+        waiting, self.waiting = self.waiting, []
+        for vcpu in waiting:
+            sim.at(sim.now + sim.timing.memory_fault_ns, vcpu.enter)
+
+
+class Signaller:
+    """A signal to a vCPU thread every `every_ns`: a pending signal, and a kick out of the
+    guest (the fault path's local retry leaves its loop instead of retrying)."""
+
+    def __init__(self, sim: Simulation, index: int, spec: SignalSpec) -> None:
+        self.sim = sim
+        self.name = f"signal{index}"
+        self.spec = spec
+        self.sent = 0
+        sim.at(spec.start_ns, self._send)
+
+    def _send(self, _: Any) -> None:
+        sim = self.sim
+        vcpu = sim.vcpus[self.spec.vcpu]
+        sim.emit((sim.now, 0, SIGNAL, self.name, None, None, None, None, None,
+                  {"vcpu": vcpu.name}))
+        vcpu.signal_pending = True
+        vcpu.kick()
+        self.sent += 1
+        if not self.spec.count or self.sent < self.spec.count:
+            sim.at(sim.now + self.spec.every_ns, self._send)
