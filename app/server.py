@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import api, ws
+from app import api, compare, ws
 from app.hub import Hub
 from app.metrics import Metrics
 from app.openapi import TAGS
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        token=settings.token)
     app.include_router(api.router)
     app.include_router(api.changes)
+    app.include_router(compare.router)
+    app.include_router(compare.changes)
     app.include_router(ws.router)
     _add_error_handlers(app)
     _add_page(app, settings.static_dir or static_dir())
