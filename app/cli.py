@@ -1,4 +1,4 @@
-"""The `tdx-contention` command: serve, run, scenarios, validate.
+"""The `tdx-contention` command: serve, run, scenarios, validate, sweep.
 
 `run`, `scenarios` and `validate` import only engine/: a headless run never loads the
 web stack.
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scenarios", help="list the built-in scenarios")
     validate = sub.add_parser("validate", help="check a scenario file and explain its errors")
     validate.add_argument("file", metavar="FILE.toml")
+    from app.sweep.cli import add_arguments as sweep_arguments
+
+    sweep_arguments(sub.add_parser("sweep", help="run a grid of configs and seeds (a sweep)"))
     return parser
 
 
@@ -193,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_scenarios()
     if args.command == "validate":
         return _cmd_validate(args.file)
+    if args.command == "sweep":
+        from app.sweep.cli import main as sweep_main
+
+        return sweep_main(args, parser)
     from app.serve import serve
 
     return serve(args, parser)

@@ -10,7 +10,7 @@ fi
 # requirements of pyproject.toml in this interpreter (a fresh Python has setuptools 65
 # and no wheel).
 python3 -m pip install -q --disable-pip-version-check 'setuptools>=68' wheel 'mypy>=2.4'
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,dask]'
 python3 -m ruff check .
 python3 -m mypy
 python3 -m pytest -q -m "not slow" "$@"

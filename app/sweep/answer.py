@@ -1,0 +1,80 @@
+"""The retry-budget answer: per TD size and policy, and how it moves with each assumption."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from app.sweep.stats import answer, group
+from engine.params import Timing, Workload
+
+NONE = "none in the sweep"
+DEFAULTS = {**{f"timing.{f.name}": f.default for f in fields(Timing)},
+            **{f"workload.{f.name}": f.default for f in fields(Workload)}}
+
+
+def is_assumption(axis: str) -> bool:
+    """Timing and workload values are assumptions (MODEL.md section 6); the rest is design."""
+    return axis.startswith(("timing.", "workload."))
+
+
+def baseline(axis: str, values: list[Any], scenario_values: dict[str, Any]) -> Any:
+    """The value an axis is held at while another one moves: the scenario's own value
+    when the axis lists it, retry max 16 (the seed patch's), else the first value."""
+    own = scenario_values.get(axis, DEFAULTS.get(axis))
+    if is_assumption(axis) and own in values:
+        return own
+    if axis == "retry_max" and 16 in values:
+        return 16
+    return values[0]
+
+
+def text(value: int | None) -> str:
+    return NONE if value is None else str(value)
+
+
+class Answers:
+    """Answer tables from summary rows of a sweep whose axes include retry_max."""
+
+    def __init__(self, axes: dict[str, list[Any]], summary: list[dict[str, Any]],
+                 scenario_values: dict[str, Any]) -> None:
+        self.axes = axes
+        self.summary = summary
+        self.assumptions = [a for a in axes if is_assumption(a)]
+        self.design = [a for a in axes if a != "retry_max" and not is_assumption(a)]
+        self.base = {a: baseline(a, v, scenario_values) for a, v in axes.items()}
+
+    def _at(self, held: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in self.summary if all(r[k] == v for k, v in held.items())]
+
+    def main(self) -> list[dict[str, Any]]:
+        """One row per combination of the design axes (TD size, policy, ...), assumptions
+        at their baseline: the smallest retry_max whose upper bound is below 1e-3."""
+        held = {a: self.base[a] for a in self.assumptions}
+        rows = group(self._at(held), self.design)
+        return [{**dict(zip(self.design, key, strict=True)), "answer": text(answer(r))}
+                for key, r in rows.items()]
+
+    def moves(self) -> dict[str, list[dict[str, Any]]]:
+        """For each assumption axis: the answer at each of its values, the others held."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for axis in self.assumptions:
+            held = {a: self.base[a] for a in self.assumptions if a != axis}
+            table = []
+            for key, rows in group(self._at(held), self.design).items():
+                by_value = group(rows, [axis])
+                cells = {str(v): text(answer(by_value.get((v,), []))) for v in self.axes[axis]}
+                table.append({**dict(zip(self.design, key, strict=True)), **cells})
+            out[axis] = table
+        return out
+
+    def plain(self) -> str:
+        """The main table as text, for the terminal."""
+        head = [*self.design, "smallest retry_max with give-up upper bound < 1e-3"]
+        lines = ["  ".join(head)]
+        for row in self.main():
+            lines.append("  ".join(str(row[k]) for k in self.design) + "  " + row["answer"])
+        held = ", ".join(f"{a} = {self.base[a]}" for a in self.assumptions)
+        if held:
+            lines.append(f"(assumptions at {held})")
+        return "\n".join(lines)
