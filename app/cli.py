@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=None,
                        help="token for state-changing routes (default: $TDX_CONTENTION_TOKEN); "
                             "required when binding a non-loopback address")
+    from app.sweep.cli import scheduler_address
+
+    serve.add_argument("--dask-scheduler", type=scheduler_address, default=None,
+                       metavar="ADDRESS", help="run sweeps on the Dask cluster at tcp://HOST:PORT "
+                                               "(default: a local pool of processes)")
 
     run = sub.add_parser("run", help="simulate headlessly and print a summary")
     run.add_argument("--scenario", default=None,

@@ -19,7 +19,8 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if not is_loopback(args.host) and token is None:
         parser.error(f"argument --host: binding {args.host} (not a loopback address) needs a "
                      f"token: pass --token TOKEN or set {TOKEN_ENV}")
-    return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), token=token)
+    return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), token=token,
+                    dask_scheduler=args.dask_scheduler)
 
 
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

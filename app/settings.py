@@ -18,6 +18,7 @@ class Settings:
     persist_interval_s: float = 1.0
     queue_size: int = 32
     static_dir: Path | None = None  # None: the installed app.static package
+    dask_scheduler: str | None = None  # sweeps run on this Dask cluster (else locally)
 
     @property
     def token_required(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from app.sweep.spec import Sweep
 from app.sweep.stats import answer, group
 from engine.params import Timing, Workload
 
@@ -78,3 +79,45 @@ class Answers:
         if held:
             lines.append(f"(assumptions at {held})")
         return "\n".join(lines)
+
+
+def scenario_values(result: dict[str, Any]) -> dict[str, Any]:
+    """Every timing and workload value the points use (the scenario's, then [fixed])."""
+    sweep = result["sweep"]
+    scenario = parse_sweep_of(sweep).scenario()
+    out = {f"timing.{f.name}": getattr(scenario.timing, f.name) for f in fields(scenario.timing)}
+    out.update({f"workload.{f.name}": getattr(scenario.workload, f.name)
+                for f in fields(scenario.workload)})
+    out.update({k: v for k, v in sweep["fixed"].items() if is_assumption(k)})
+    return out
+
+
+def parse_sweep_of(sweep: dict[str, Any]) -> Any:
+    """The Sweep back from sweep.json's resolved form (only its scenario is needed)."""
+    return Sweep(name=sweep["name"], description=sweep["description"],
+                 scenario_name=sweep["scenario"], scenario_text=sweep["scenario_text"],
+                 duration_us=sweep["duration_us"], seeds=sweep["seeds"],
+                 builtin=sweep.get("builtin_scenario"))
+
+
+def curves(axes: dict[str, list[Any]], summary: list[dict[str, Any]],
+           values: dict[str, Any], limit: int = 24) -> dict[str, Any]:
+    """The dashboard's figure as data: give-up rate against retry max (or the first axis),
+    one line per combination of the design axes, assumptions held at their baseline."""
+    x_axis = "retry_max" if "retry_max" in axes else next(iter(axes), None)
+    if x_axis is None:
+        return {"x_axis": None, "lines": []}
+    base = {a: baseline(a, v, values) for a, v in axes.items()}
+    held = {a: base[a] for a in axes if a != x_axis and is_assumption(a)}
+    by = [a for a in axes if a != x_axis and not is_assumption(a)]
+    rows = [r for r in summary if all(r[k] == v for k, v in held.items())]
+    order = {repr(v): i for i, v in enumerate(axes[x_axis])}
+    lines = []
+    for key, line in list(group(rows, by).items())[:limit]:
+        line = sorted(line, key=lambda r: order.get(repr(r[x_axis]), 0))
+        lines.append({
+            "name": ", ".join(f"{k} {v}" for k, v in zip(by, key, strict=True)) or "all",
+            "x": [r[x_axis] for r in line], "rate": [r["giveup_rate"] for r in line],
+            "lo": [r["giveup_rate_lo"] for r in line], "hi": [r["giveup_rate_hi"] for r in line],
+            "giveups": [r["giveups"] for r in line], "calls": [r["calls"] for r in line]})
+    return {"x_axis": x_axis, "held": held, "lines": lines}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -91,15 +93,17 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
-    from app.sweep.answer import Answers
+    from app.sweep.answer import Answers, scenario_values
     from app.sweep.driver import run_sweep
     from app.sweep.progress import Printer
-    from app.sweep.report import scenario_values
     from app.sweep.store import StoreError
 
     printer = Printer(sys.stderr)
+    stop = threading.Event()
+    # SIGTERM (the server's cancel): finish the running points, write the files, exit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = run_sweep(sweep, out, args.workers, args.scheduler, printer,
+        result = run_sweep(sweep, out, args.workers, args.scheduler, printer, stop,
                            png=not args.no_png)
     except StoreError as exc:
         print(f"tdx-contention sweep: error: {exc}", file=sys.stderr)
@@ -119,4 +123,8 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
     if "retry_max" in sweep.axes and result["summary"]:
         answers = Answers(sweep.axes, result["summary"], scenario_values(result))
         print(answers.plain())
+    if result["state"] == "cancelled":
+        print(f"stopped: {len(result['rows'])} rows kept in {out}; rerun to resume",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 1 if result["failures"] else 0

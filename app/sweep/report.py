@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from plotly.offline import get_plotlyjs
 
-from app.sweep.answer import NONE, Answers, is_assumption
+from app.sweep.answer import NONE, Answers, is_assumption, scenario_values
 from app.sweep.figures import axis_figure, retry_figure
 from app.sweep.stats import SUMMARY_COLUMNS
 from app.sweep.store import REPORT, write_atomic
 
 log = logging.getLogger(__name__)
 CHROMIUM = "/usr/bin/chromium"
-
-
-def scenario_values(result: dict[str, Any]) -> dict[str, Any]:
-    """Every timing and workload value the points use (the scenario's, then [fixed])."""
-    sweep = result["sweep"]
-    scenario = parse_sweep_of(sweep).scenario()
-    out = {f"timing.{f.name}": getattr(scenario.timing, f.name) for f in fields(scenario.timing)}
-    out.update({f"workload.{f.name}": getattr(scenario.workload, f.name)
-                for f in fields(scenario.workload)})
-    out.update({k: v for k, v in sweep["fixed"].items() if is_assumption(k)})
-    return out
-
-
-def parse_sweep_of(sweep: dict[str, Any]) -> Any:
-    """The Sweep back from sweep.json's resolved form (only its scenario is needed)."""
-    from app.sweep.spec import Sweep
-
-    return Sweep(name=sweep["name"], description=sweep["description"],
-                 scenario_name=sweep["scenario"], scenario_text=sweep["scenario_text"],
-                 duration_us=sweep["duration_us"], seeds=sweep["seeds"],
-                 builtin=sweep.get("builtin_scenario"))
 
 
 def _fmt(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ TOP_KEYS = ("name", "description", "scenario", "scenario_file", "duration_us", "
 # Config fields a sweep may set: the scenario is named at the top, seeds come from
 # `seeds`, and speed only paces live runs.
 SWEPT_FIELDS = tuple(f for f in FIELDS if f not in ("scenario", "seed", "speed"))
-SECTIONS = {"timing": Timing(), "workload": Workload()}
+SECTIONS: dict[str, Timing | Workload] = {"timing": Timing(), "workload": Workload()}
 MAX_SEEDS = 10_000
 MAX_RUNS = 1_000_000
 
@@ -91,24 +91,38 @@ def _flatten(table: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_value(key: str, value: Any) -> str | None:
-    """What is wrong with `value` for a sweepable key, or None."""
+def key_problem(key: str) -> str | None:
+    """What is wrong with a key of [fixed] or [axes] itself, or None."""
+    accepted = f"accepted: {', '.join(SWEPT_FIELDS)}, timing.NAME, workload.NAME"
     section, dot, name = key.partition(".")
     if dot:
         if section not in SECTIONS:
-            return f"unknown key; accepted: {', '.join(SWEPT_FIELDS)}, timing.NAME, workload.NAME"
-        try:
-            override(SECTIONS[section], {name: value}, section)
-        except ConfigError as exc:
-            return exc.message
+            return f"unknown key; {accepted}"
+        known = [f.name for f in fields(SECTIONS[section])]
+        if name not in known:
+            return f"unknown {section} parameter; known: {', '.join(known)}"
         return None
     if key not in SWEPT_FIELDS:
         why = {"seed": "seeds 1..N come from the top-level `seeds`",
                "scenario": "name the scenario with the top-level `scenario`",
                "speed": "speed only paces live runs"}.get(key, "unknown key")
-        return f"{why}; accepted: {', '.join(SWEPT_FIELDS)}, timing.NAME, workload.NAME"
-    problem = check_field(key, value)
-    return problem.message if problem is not None else None
+        return f"{why}; {accepted}"
+    return None
+
+
+def check_value(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for a sweepable key (or with the key), or None."""
+    if (problem := key_problem(key)) is not None:
+        return problem
+    section, dot, name = key.partition(".")
+    if dot:
+        try:
+            override(SECTIONS[section], {name: value}, section)
+        except ConfigError as exc:
+            return exc.message
+        return None
+    bad = check_field(key, value)
+    return bad.message if bad is not None else None
 
 
 def _int(data: dict[str, Any], key: str, default: int | None, lo: int, hi: int,
@@ -200,24 +214,32 @@ def _tables(data: dict[str, Any], err: Any) -> tuple[dict[str, Any], dict[str, l
             err(table, "must be a table")
             continue
         for key, value in _flatten(raw).items():
-            where = f"{table}.{key}" if table == "fixed" else f"axes.{key!r}"
+            where = f"{table}.{key}"
             if table == "fixed":
                 if (problem := check_value(key, value)) is not None:
                     err(where, problem)
                 fixed[key] = value
-                continue
-            if key in fixed:
-                err(where, "is also in [fixed]; a key is either fixed or an axis")
-            if not isinstance(value, list) or not value:
-                err(where, "must be a non-empty list of values")
-                continue
-            if len({repr(v) for v in value}) != len(value):
-                err(where, "lists a value twice")
-            for v in value:
-                if (problem := check_value(key, v)) is not None:
-                    err(where, f"value {v!r}: {problem}")
-            axes[key] = value
+            elif _axis(key, value, fixed, where, err):
+                axes[key] = value
     return fixed, axes
+
+
+def _axis(key: str, values: Any, fixed: dict[str, Any], where: str, err: Any) -> bool:
+    """Check one axis; True when it is usable (its values may still be reported)."""
+    if key in fixed:
+        err(where, "is also in [fixed]; a key is either fixed or an axis")
+    if not isinstance(values, list) or not values:
+        err(where, "must be a non-empty list of values")
+        return False
+    if (problem := key_problem(key)) is not None:
+        err(where, problem)  # the key itself is wrong: say it once, not per value
+        return False
+    if len({repr(v) for v in values}) != len(values):
+        err(where, "lists a value twice")
+    for v in values:
+        if (problem := check_value(key, v)) is not None:
+            err(where, f"value {v!r}: {problem}")
+    return True
 
 
 def _scenario(text: str, where: str, err: Any) -> Scenario | None:
@@ -241,7 +263,7 @@ def _check_points(sweep: Sweep, scenario: Scenario, err: Any) -> None:
             try:
                 scenario.config(**{**base, **config_fields({key: value})})
             except (ConfigErrors, ConfigError) as exc:
-                err(f"axes.{key!r}", f"value {value!r}: {exc}")
+                err(f"axes.{key}", f"value {value!r}: {exc}")
 
 
 def config_fields(values: dict[str, Any]) -> dict[str, Any]:
