@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from app.sweep.point import Task, lower_priority, run_task
+from app.sweep.point import PointError, Task, lower_priority, run_task
 
 # (task, row, None) when it ran; (task, None, "ErrorType: message") when it failed.
 Outcome = tuple[Task, dict[str, Any] | None, str | None]
@@ -20,7 +20,7 @@ def default_workers() -> int:
 
 
 def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return str(exc) if isinstance(exc, PointError) else f"{type(exc).__name__}: {exc}"
 
 
 def local(tasks: list[Task], workers: int, stop: threading.Event) -> Iterator[Outcome]:

@@ -75,9 +75,17 @@ def row_of(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class PointError(Exception):
+    """A point that could not run, as a plain message: it crosses process boundaries
+    (pickled back from a pool or Dask worker), which the engine's own errors may not."""
+
+
 def run_task(task: Task) -> dict[str, Any]:
     """The row of one (point, seed): the axis values, the seed, then the counts."""
-    return {**task.point, "seed": task.seed, **row_of(summary_of(task))}
+    try:
+        return {**task.point, "seed": task.seed, **row_of(summary_of(task))}
+    except Exception as exc:
+        raise PointError(f"{type(exc).__name__}: {exc}") from None
 
 
 def lower_priority() -> None:
