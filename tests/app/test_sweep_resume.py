@@ -94,8 +94,8 @@ def test_a_failing_point_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
     with its config and error; every other row is written; a rerun tries it again."""
     scenario = ('name = "four"\ndescription = "names vCPU 3"\n'
                 '[[vcpu]]\nindex = 3\n')
-    good = parse_sweep(f'scenario_file = "sc.toml"\nduration_us = 200\nseeds = 2\n'
-                       f'[axes]\nvcpus = [4, 6]\n', "s.toml", _dir(tmp_path, scenario))
+    good = parse_sweep('scenario_file = "sc.toml"\nduration_us = 200\nseeds = 2\n'
+                       '[axes]\nvcpus = [4, 6]\n', "s.toml", _dir(tmp_path, scenario))
     sweep = Sweep(**{**good.__dict__, "axes": {"vcpus": [2, 4, 6]}})
     result = run_sweep(sweep, tmp_path / "out", workers=2, png=False)
     assert result["state"] == "failed"
