@@ -67,7 +67,7 @@ def dask(tasks: list[Task], address: str, stop: threading.Event) -> Iterator[Out
         futures = client.map(run_task, tasks, pure=False)
         by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 task = by_key[future.key]
                 if future.status == "error":
                     yield task, None, _error(future.exception())
