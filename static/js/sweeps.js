@@ -4,6 +4,9 @@
 import { errorMessage, fieldErrors, pageToken } from "./api.js";
 
 const POLL_MS = 1000;
+// one colour per line, shared by its rate markers and its "no give-ups" markers
+const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+  "#17becf", "#7f7f7f", "#bcbd22"];
 const els = {
   builtin: document.getElementById("builtin"),
   upload: document.getElementById("upload"),
@@ -110,7 +113,11 @@ async function refreshList() {
   const rows = result.data.map((s) => {
     const tr = document.createElement("tr");
     tr.setAttribute("aria-selected", String(s.sweep_id === state.selected));
-    cell(tr, `${s.name} (${s.sweep_id})`);
+    const name = cell(tr, s.name);
+    const id = document.createElement("span");
+    id.className = "id";
+    id.textContent = s.sweep_id;
+    name.append(id);
     cell(tr, s.state, "state").dataset.state = s.state;
     cell(tr, `${s.done}/${s.total}`);
     const td = cell(tr, "");
@@ -175,12 +182,14 @@ function drawFigure(curves) {
   if (!window.Plotly || !curves || !curves.x_axis) return;
   const retry = curves.x_axis === "retry_max";
   const traces = [];
-  curves.lines.forEach((line) => {
+  curves.lines.forEach((line, n) => {
+    const colour = COLOURS[n % COLOURS.length];
     const x = line.x.map((v) => (retry ? v + 1 : String(v)));
     const positive = line.rate.map((r) => r !== null && r > 0);
     traces.push({
       type: "scatter", mode: "lines+markers", name: line.name, legendgroup: line.name, x,
       y: line.rate.map((r, i) => (positive[i] ? r : null)), connectgaps: true,
+      line: { color: colour }, marker: { color: colour },
       error_y: { type: "data", visible: true, thickness: 1,
         array: line.hi.map((h, i) => (positive[i] ? h - line.rate[i] : 0)),
         arrayminus: line.lo.map((l, i) => (positive[i] ? line.rate[i] - l : 0)) },
@@ -190,7 +199,7 @@ function drawFigure(curves) {
       type: "scatter", mode: "markers", legendgroup: line.name, showlegend: false, x,
       name: `${line.name}: no give-ups (upper bound)`,
       y: line.hi.map((h, i) => (positive[i] ? null : h)),
-      marker: { symbol: "triangle-down", size: 9 },
+      marker: { symbol: "triangle-down", size: 9, color: colour },
     });
   });
   const ticks = retry && curves.lines.length ? curves.lines[0].x : [];
