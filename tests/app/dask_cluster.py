@@ -28,14 +28,14 @@ def dask_cluster(workers: int = 2) -> Iterator[str]:
                                "--no-dashboard"], env=env, **quiet)]
     try:
         procs += [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                    "--no-dashboard", "--host", "127.0.0.1"], env=env, **quiet)
+                                    "--no-dashboard", "--no-nanny", "--host", "127.0.0.1"], env=env, **quiet)
                   for _ in range(workers)]
         with Client(address, timeout="20s", set_as_default=False) as client:
             client.wait_for_workers(workers, timeout=30)
         yield address
     finally:
         for proc in reversed(procs):
-            proc.terminate()
+            proc.kill()  # our own test processes; nothing of theirs needs saving
         for proc in procs:
             try:
                 proc.wait(timeout=10)

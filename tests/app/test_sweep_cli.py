@@ -80,3 +80,18 @@ def test_scenario_file_is_relative_to_the_sweep_file(tmp_path: Path) -> None:
     done = cli("sweep", str(sweep), "--out", str(tmp_path / "out"), "--no-png")
     assert done.returncode == 0, done.stderr
     assert "2 rows" in done.stdout
+
+
+def test_serve_takes_a_dask_scheduler_address() -> None:
+    """`serve --dask-scheduler` reaches the settings; a malformed address exits 2."""
+    import argparse
+
+    from app.cli import build_parser
+    from app.serve import settings_from
+
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--dask-scheduler", "tcp://10.0.0.5:8786"])
+    assert settings_from(args, parser).dask_scheduler == "tcp://10.0.0.5:8786"
+    assert isinstance(args, argparse.Namespace)
+    done = cli("serve", "--dask-scheduler", "10.0.0.5")
+    assert done.returncode == 2 and "--dask-scheduler" in done.stderr
