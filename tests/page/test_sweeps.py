@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
-from tests.page.conftest import ARTIFACTS, Console, LiveServer
+from app.settings import Settings
+from tests.app.live_server import live_server
+from tests.page.conftest import ARTIFACTS, STATIC, Console, LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -93,3 +96,22 @@ def test_cancel_from_the_page(server: LiveServer, browser: object) -> None:
     expect(page.locator("#sweep-status")).to_contain_text("cancelled", timeout=30_000)
     expect(page.locator("#sweep-list")).to_contain_text("cancelled")
     context.close()
+
+
+def test_the_sweeps_link_keeps_the_token(tmp_path: Path, browser: object) -> None:
+    """On a server with a token, the page opened as /?token=... reaches the Sweeps view
+    by its link and can start a sweep (the token goes in a header, never in a URL)."""
+    settings = Settings(data_dir=tmp_path / "data", token="t0ken", static_dir=STATIC)
+    with live_server(settings) as url:
+        context = browser.new_context()  # type: ignore[attr-defined]
+        page: Page = context.new_page()
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url + "/?token=t0ken")
+        page.get_by_role("link", name="Sweeps").click()
+        page.get_by_label("Sweep file (TOML; edit before starting)").fill(
+            SWEEP.replace("seeds = 3", "seeds = 1").replace("duration_us = 4000", "duration_us = 300"))
+        page.get_by_role("button", name="Start sweep").click()
+        expect(page.locator("#sweep-status")).to_contain_text("done", timeout=60_000)
+        assert not [u for u in requested if "t0ken" in u and not u.endswith("/?token=t0ken")]
+        context.close()
