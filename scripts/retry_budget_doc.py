@@ -36,17 +36,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default=None)
     parser.add_argument("--scheduler", default=None)
+    parser.add_argument("--page-only", action="store_true",
+                        help="rewrite the page from the last sweep in sweeps/retry-budget")
     args = parser.parse_args()
-    shutil.rmtree(OUT, ignore_errors=True)
-    cmd = [sys.executable, "-m", "app.cli", "sweep", "--name", "retry-budget", "--out", str(OUT)]
-    cmd += ["--workers", args.workers] if args.workers else []
-    cmd += ["--scheduler", args.scheduler] if args.scheduler else []
-    load = os.getloadavg()[0]
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT)
-    wall_s = time.monotonic() - start
-    if done.returncode != 0:
-        return done.returncode
+    timing = OUT / "timing.json"
+    if not args.page_only:
+        shutil.rmtree(OUT, ignore_errors=True)
+        cmd = [sys.executable, "-m", "app.cli", "sweep", "--name", "retry-budget", "--out",
+               str(OUT)]
+        cmd += ["--workers", args.workers] if args.workers else []
+        cmd += ["--scheduler", args.scheduler] if args.scheduler else []
+        load = os.getloadavg()[0]
+        start = time.monotonic()
+        done = subprocess.run(cmd, cwd=ROOT)
+        if done.returncode != 0:
+            return done.returncode
+        timing.write_text(json.dumps({"wall_s": time.monotonic() - start, "load": load}))
+    measured = json.loads(timing.read_text())
+    wall_s, load = measured["wall_s"], measured["load"]
     sys.path.insert(0, str(ROOT))
     from app.sweep.answer import Answers, scenario_values
 
@@ -109,6 +116,10 @@ def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float) -> l
         values = [str(v) for v in axes[axis]]
         lines += [f"## How the answer moves with `{axis}`", "",
                   *_table(table, [*design, *values],
+                          [*design, *(f"{axis.split('.')[-1]} = {v}" for v in values)]), "",
+                  f"The give-up rate [95% interval] at retry max {answers.base['retry_max']} "
+                  "for each value (it moves where the answer does not):", "",
+                  *_table(answers.rates(axis), [*design, *values],
                           [*design, *(f"{axis.split('.')[-1]} = {v}" for v in values)]), "",
                   f"![the same for each {axis}](retry-budget/report-retry-"
                   f"{axis.replace('.', '-')}.png)", ""]

@@ -30,6 +30,13 @@ def baseline(axis: str, values: list[Any], scenario_values: dict[str, Any]) -> A
     return values[0]
 
 
+def _rate(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return ""
+    return (f"{row['giveup_rate']:.3g} [{row['giveup_rate_lo']:.2g}, "
+            f"{row['giveup_rate_hi']:.2g}]")
+
+
 def text(value: int | None) -> str:
     return NONE if value is None else str(value)
 
@@ -68,6 +75,18 @@ class Answers:
                 table.append({**dict(zip(self.design, key, strict=True)), **cells})
             out[axis] = table
         return out
+
+    def rates(self, axis: str) -> list[dict[str, Any]]:
+        """For an assumption axis: the give-up rate and interval at the baseline retry max
+        for each of its values (the rate moves even where the answer does not)."""
+        held = {a: self.base[a] for a in self.assumptions if a != axis}
+        held["retry_max"] = self.base["retry_max"]
+        table = []
+        for key, rows in group(self._at(held), self.design).items():
+            by_value = {repr(r[axis]): r for r in rows}
+            cells = {str(v): _rate(by_value.get(repr(v))) for v in self.axes[axis]}
+            table.append({**dict(zip(self.design, key, strict=True)), **cells})
+        return table
 
     def plain(self) -> str:
         """The main table as text, for the terminal."""

@@ -69,7 +69,8 @@ def write_report(out: Path, result: dict[str, Any], png: bool = True) -> Path:
         rows=len(result["rows"]), swept=[a for a in sweep["axes"] if is_assumption(a)],
         assumed=sorted(values.items()), main=answers.main() if answers else [],
         moves=answers.moves() if answers else {}, design=answers.design if answers else [],
-        held=held, none=NONE, figures=figs, summary=result["summary"],
+        held=held, none_text=NONE, base_retry=answers.base["retry_max"] if answers else None,
+        rates={a: answers.rates(a) for a in answers.assumptions} if answers else {}, figures=figs, summary=result["summary"],
         columns=[*sweep["axes"], *SUMMARY_COLUMNS], fmt=_fmt,
         failures=result["failures"], plotly_js=get_plotlyjs())
     path = out / REPORT
