@@ -104,7 +104,7 @@ def run_sweep(sweep: Sweep, out: Path, workers: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     check_dir(sweep, out)
     stop = stop or threading.Event()
-    points = PointsFile(out / POINTS, sweep.axes)
+    points = PointsFile(out / POINTS, sweep.axes, repair=True)
     tasks = tasks_of(sweep)
     todo = [t for t in tasks if row_key({**t.point, "seed": t.seed}, sweep.axis_names)
             not in points.rows]

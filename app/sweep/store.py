@@ -57,11 +57,13 @@ def parse_cell(text: str) -> Any:
 class PointsFile:
     """points.csv: a header, then one row per (point, seed), flushed as each one finishes.
 
-    A SIGKILL can cut the last line short; opening the file again drops that fragment, so
-    a rerun recomputes it and no row is half there or there twice.
+    A SIGKILL can cut the last line short; the writer (`repair=True`) drops that fragment
+    when it opens the file, so a rerun recomputes it and no row is half there or there
+    twice. A reader (the server polling a running sweep) ignores a last line without its
+    newline and leaves the file alone: the writer may be in the middle of it.
     """
 
-    def __init__(self, path: Path, axes: dict[str, list[Any]]) -> None:
+    def __init__(self, path: Path, axes: dict[str, list[Any]], repair: bool = False) -> None:
         self.path = path
         self.axes = list(axes)
         self.columns = point_columns(self.axes)
@@ -70,14 +72,15 @@ class PointsFile:
         self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
         self._out: IO[str] | None = None
         if path.exists():
-            self._load()
+            self._load(repair)
 
-    def _load(self) -> None:
+    def _load(self, repair: bool) -> None:
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):  # a row cut short by a kill
+        if data and not data.endswith(b"\n"):  # a row cut short (by a kill, or being written)
             data = data[: data.rfind(b"\n") + 1]
-            with open(self.path, "r+b") as f:
-                f.truncate(len(data))
+            if repair:
+                with open(self.path, "r+b") as f:
+                    f.truncate(len(data))
         reader = csv.reader(io.StringIO(data.decode("utf-8")))
         header = next(reader, None)
         if header is None:

@@ -128,3 +128,21 @@ def test_stop_keeps_finished_rows(tmp_path: Path) -> None:
 def _dir(tmp_path: Path, scenario: str) -> Path:
     write(tmp_path / "sc.toml", scenario)
     return tmp_path
+
+
+def test_a_reader_never_truncates_a_row_being_written(tmp_path: Path) -> None:
+    """The server polls points.csv while the sweep appends to it: reading a file whose last
+    row has no newline yet leaves it alone; only the writer drops such a fragment."""
+    from app.sweep.store import PointsFile
+
+    sweep = write(tmp_path / "s.toml", SMALL)
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep), "--out", str(out), "--no-png").returncode == 0
+    text = (out / "points.csv").read_text()
+    cut = text[:-25]
+    (out / "points.csv").write_text(cut)
+    axes = parse_sweep(SMALL, "s.toml").axes
+    assert len(PointsFile(out / "points.csv", axes).rows) == 15
+    assert (out / "points.csv").read_text() == cut
+    assert len(PointsFile(out / "points.csv", axes, repair=True).rows) == 15
+    assert (out / "points.csv").read_text() == cut[: cut.rfind("\n") + 1]
