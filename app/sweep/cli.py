@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local worker processes (default: the CPU count)")
     parser.add_argument("--scheduler", type=scheduler_address, default=None, metavar="ADDRESS",
                         help="run on the Dask cluster whose scheduler is at tcp://HOST:PORT")
+    parser.add_argument("--nice", type=_int_in(0, 19), default=19,
+                        help="the local workers' nice value (default 19: a live dashboard on "
+                             "this machine keeps its CPU; 0 competes as an equal)")
     parser.add_argument("--no-png", action="store_true",
                         help="do not render the report's figures as PNG files")
 
@@ -104,7 +107,7 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         result = run_sweep(sweep, out, args.workers, args.scheduler, printer, stop,
-                           png=not args.no_png)
+                           png=not args.no_png, nice=args.nice)
     except StoreError as exc:
         print(f"tdx-contention sweep: error: {exc}", file=sys.stderr)
         return 2

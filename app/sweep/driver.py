@@ -99,7 +99,8 @@ def check_dir(sweep: Sweep, out: Path) -> None:
 def run_sweep(sweep: Sweep, out: Path, workers: int | None = None,
               scheduler: str | None = None,
               on_progress: Callable[[Progress], None] | None = None,
-              stop: threading.Event | None = None, png: bool = True) -> dict[str, Any]:
+              stop: threading.Event | None = None, png: bool = True,
+              nice: int = 19) -> dict[str, Any]:
     """Compute the rows `out/points.csv` lacks, then write summary, sweep.json and report."""
     out.mkdir(parents=True, exist_ok=True)
     check_dir(sweep, out)
@@ -117,7 +118,7 @@ def run_sweep(sweep: Sweep, out: Path, workers: int | None = None,
     last = 0.0
     try:
         outcomes = (execute.dask(todo, scheduler, stop) if scheduler
-                    else execute.local(todo, workers or execute.default_workers(), stop))
+                    else execute.local(todo, workers or execute.default_workers(), stop, nice))
         for task, row, error in outcomes:
             progress.cost_done += task.cost
             if row is not None:

@@ -23,8 +23,9 @@ def _error(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, PointError) else f"{type(exc).__name__}: {exc}"
 
 
-def local(tasks: list[Task], workers: int, stop: threading.Event) -> Iterator[Outcome]:
-    """Run `tasks` on `workers` processes at nice 19; outcomes in completion order.
+def local(tasks: list[Task], workers: int, stop: threading.Event,
+          nice: int = 19) -> Iterator[Outcome]:
+    """Run `tasks` on `workers` processes at `nice`; outcomes in completion order.
 
     At most two tasks per worker are in flight, so a stop (or a kill) leaves little
     half-done work behind and memory stays flat however large the grid.
@@ -33,7 +34,7 @@ def local(tasks: list[Task], workers: int, stop: threading.Event) -> Iterator[Ou
     context = multiprocessing.get_context("forkserver")
     pending = list(reversed(tasks))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=lower_priority) as pool:
+                             initializer=lower_priority, initargs=(nice,)) as pool:
         running: dict[Future[dict[str, Any]], Task] = {}
         try:
             while pending or running:

@@ -88,9 +88,9 @@ def run_task(task: Task) -> dict[str, Any]:
         raise PointError(f"{type(exc).__name__}: {exc}") from None
 
 
-def lower_priority() -> None:
-    """Pool initializer: sweep workers yield the CPU to the live run (nice 19)."""
+def lower_priority(nice: int = 19) -> None:
+    """Pool initializer: sweep workers yield the CPU to a live run (nice 19 by default)."""
     try:
-        os.nice(19 - os.nice(0))
-    except OSError:  # already at the floor, or not permitted: run as we are
+        os.nice(max(0, nice - os.nice(0)))
+    except OSError:  # not permitted: run as we are
         pass

@@ -95,3 +95,17 @@ def test_serve_takes_a_dask_scheduler_address() -> None:
     assert isinstance(args, argparse.Namespace)
     done = cli("serve", "--dask-scheduler", "10.0.0.5")
     assert done.returncode == 2 and "--dask-scheduler" in done.stderr
+
+
+def test_workers_lower_their_priority() -> None:
+    """The pool's initializer sets the worker's nice value (19 unless told otherwise)."""
+    import subprocess
+    import sys
+
+    code = ("import os; from app.sweep.point import lower_priority; lower_priority({}); "
+            "print(os.nice(0))")
+    for nice, expected in ((None, "19"), (7, "7")):
+        arg = "" if nice is None else str(nice)
+        out = subprocess.run([sys.executable, "-c", code.format(arg)], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == expected
