@@ -71,7 +71,7 @@ def write_report(out: Path, result: dict[str, Any], png: bool = True) -> Path:
         moves=answers.moves() if answers else {}, design=answers.design if answers else [],
         held=held, none_text=NONE, base_retry=answers.base["retry_max"] if answers else None,
         rates={a: answers.rates(a) for a in answers.assumptions} if answers else {}, figures=figs, summary=result["summary"],
-        columns=[*sweep["axes"], *SUMMARY_COLUMNS], fmt=_fmt,
+        columns=[*sweep["axes"], *SUMMARY_COLUMNS, "seed_rate_min", "seed_rate_max"], fmt=_fmt,
         failures=result["failures"], plotly_js=get_plotlyjs())
     path = out / REPORT
     write_atomic(path, html)
