@@ -108,7 +108,12 @@ def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float) -> l
         *_table(answers.main(), [*design, "answer"], [*design, "smallest retry_max"]),
         "",
         "`upstream` does not use `retry_max` (mainline retries the fault locally until it "
-        "succeeds), so its row says only whether it ever hands BUSY back.",
+        "succeeds), so its row says only whether it ever hands BUSY back; what it pays "
+        "instead shows in its attempts per call. At retry max "
+        f"{answers.base['retry_max']} (the seed patch's budget):",
+        "",
+        *_table(_at_budget(answers), [*design, "giveup_rate", "attempts_p99", "busy_rate"],
+                [*design, "give-ups per call", "p99 attempts per call", "BUSY per attempt"]),
         "",
         "![give-up rate against retry max](retry-budget/report-retry.png)",
         "",
@@ -129,6 +134,13 @@ def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float) -> l
               "full report (`report.html`, every figure interactive) and every row are in "
               "`sweeps/retry-budget/` after the command above."]
     return lines
+
+
+def _at_budget(answers: Any) -> list[dict[str, Any]]:
+    held = {a: answers.base[a] for a in [*answers.assumptions, "retry_max"]}
+    rows = [r for r in answers.summary if all(r[k] == v for k, v in held.items())]
+    return [{**r, "giveup_rate": f"{r['giveup_rate']:.3g}", "busy_rate": f"{r['busy_rate']:.3g}"}
+            for r in rows]
 
 
 if __name__ == "__main__":
