@@ -77,6 +77,17 @@ def _rate(tasks: list, run: object) -> float:
     return rows / (time.perf_counter() - start)
 
 
+def _cpu_work_s(tasks: list) -> float:
+    """The grid's CPU time, computed in this process: an executor that did it in W seconds
+    of wall time got (work / W) cores of the shared machine."""
+    from app.sweep.point import run_task
+
+    start = time.process_time()
+    for task in tasks:
+        run_task(task)
+    return time.process_time() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -91,13 +102,17 @@ def main() -> int:
         cluster = Cluster(2)
     except ImportError:
         print("dask.distributed is not installed: no cluster column (pip install '.[dask]')")
-    runs = {"local, 1 worker": lambda t: execute.local(t, 1, stop),
-            "local, 2 workers": lambda t: execute.local(t, 2, stop)}
+    # nice 0 like the Dask workers: compared as equals, not behind the machine's other work
+    runs = {"local, 1 worker": lambda t: execute.local(t, 1, stop, 0),
+            "local, 2 workers": lambda t: execute.local(t, 2, stop, 0)}
     if cluster is not None:
         runs["dask, 2 workers"] = lambda t: execute.dask(t, cluster.address, stop)
     load_before = os.getloadavg()
     print(f"grid: {len(sweep.points())} points x {sweep.seeds} seeds = {len(tasks)} rows of "
           f"{sweep.duration_us} us; load average before {load_before[0]:.2f}")
+    work_s = _cpu_work_s(tasks)
+    print(f"CPU work of the grid, in-process: {work_s:.1f} s ({len(tasks) / work_s:.2f} rows "
+          "per CPU-second)")
     best: dict[str, float] = {}
     try:
         for r in range(args.rounds):
@@ -105,7 +120,9 @@ def main() -> int:
             for name in order:
                 rate = _rate(tasks, runs[name])
                 best[name] = max(best.get(name, 0.0), rate)
-                print(f"  round {r + 1}: {name:18} {rate:7.2f} rows/s")
+                cores = work_s / (len(tasks) / rate)
+                print(f"  round {r + 1}: {name:18} {rate:7.2f} rows/s  ({cores:.2f} cores "
+                      "obtained)")
     finally:
         if cluster is not None:
             cluster.close()
