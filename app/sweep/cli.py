@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from app.sweep.spec import MAX_SEEDS, Sweep, SweepError, builtin_names, builtin_sweep, load_sweep
 
 MAX_WORKERS = 256
+IN_USE = 75  # EX_TEMPFAIL: another sweep writes into the directory; try again later
 SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
@@ -61,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nice", type=_int_in(0, 19), default=19,
                         help="the local workers' nice value (default 19: a live dashboard on "
                              "this machine keeps its CPU; 0 competes as an equal)")
+    # The server's sweep processes: stop (keeping every finished row) when the server dies.
+    parser.add_argument("--stop-with-parent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-png", action="store_true",
                         help="do not render the report's figures as PNG files")
 
@@ -99,15 +103,20 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
     from app.sweep.answer import Answers, scenario_values
     from app.sweep.driver import run_sweep
     from app.sweep.progress import Printer
-    from app.sweep.store import StoreError
+    from app.sweep.store import InUse, StoreError
 
     printer = Printer(sys.stderr)
     stop = threading.Event()
     # SIGTERM (the server's cancel): finish the running points, write the files, exit.
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    if args.stop_with_parent:
+        _watch_parent(stop)
     try:
         result = run_sweep(sweep, out, args.workers, args.scheduler, printer, stop,
                            png=not args.no_png, nice=args.nice)
+    except InUse as exc:
+        print(f"tdx-contention sweep: error: {exc}", file=sys.stderr)
+        return IN_USE
     except StoreError as exc:
         print(f"tdx-contention sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -131,3 +140,15 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 128 + signal.SIGTERM
     return 1 if result["failures"] else 0
+
+
+def _watch_parent(stop: threading.Event) -> None:
+    """Set `stop` once the process that started this one is gone (re-parented)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

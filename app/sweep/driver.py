@@ -21,6 +21,7 @@ from app.sweep.store import (
     PROGRESS,
     SUMMARY,
     SWEEP_JSON,
+    DirLock,
     PointsFile,
     StoreError,
     read_json,
@@ -101,10 +102,19 @@ def run_sweep(sweep: Sweep, out: Path, workers: int | None = None,
               on_progress: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None, png: bool = True,
               nice: int = 19) -> dict[str, Any]:
-    """Compute the rows `out/points.csv` lacks, then write summary, sweep.json and report."""
+    """Compute the rows `out/points.csv` lacks, then write summary, sweep.json and report.
+
+    Raises InUse when another process is running a sweep into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     check_dir(sweep, out)
-    stop = stop or threading.Event()
+    with DirLock(out):
+        return _run(sweep, out, workers, scheduler, on_progress, stop or threading.Event(),
+                    png, nice)
+
+
+def _run(sweep: Sweep, out: Path, workers: int | None, scheduler: str | None,
+         on_progress: Callable[[Progress], None] | None, stop: threading.Event, png: bool,
+         nice: int) -> dict[str, Any]:
     points = PointsFile(out / POINTS, sweep.axes, repair=True)
     tasks = tasks_of(sweep)
     todo = [t for t in tasks if row_key({**t.point, "seed": t.seed}, sweep.axis_names)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.sweep.answer import Answers, curves, scenario_values
+from app.sweep.cli import IN_USE
 from app.sweep.driver import summary_rows
 from app.sweep.spec import Sweep, SweepError, builtin_names, builtin_text, parse_sweep
 from app.sweep.store import PROGRESS, SWEEP_JSON, PointsFile, StoreError, read_json, write_json
@@ -218,7 +219,7 @@ class SweepManager:
 
     def _command(self, sweep_id: str) -> list[str]:
         cmd = [sys.executable, "-m", "app.cli", "sweep", str(self.path(sweep_id, SOURCE)),
-               "--out", str(self.root / sweep_id), "--no-png"]
+               "--out", str(self.root / sweep_id), "--no-png", "--stop-with-parent"]
         if self.scheduler:
             return [*cmd, "--scheduler", self.scheduler]
         return [*cmd, "--workers", str(self.workers)] if self.workers else cmd
@@ -241,8 +242,12 @@ class SweepManager:
                 self._set(sweep_id, state="cancelled")
             elif rc == 0:
                 self._set(sweep_id, state="done")
+            elif rc == IN_USE:  # a process of a server that died still finishes its points
+                self._set(sweep_id, state="queued")
             else:
                 self._set(sweep_id, state="failed", error=self._error(sweep_id, rc))
+        if rc == IN_USE:
+            self._stopping.wait(1.0)  # let it finish before trying again
 
     def _error(self, sweep_id: str, rc: int) -> str:
         if self._failures(sweep_id):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -18,6 +19,38 @@ HIST = "attempts_per_call"  # an extra last column: the histogram p99 is compute
 
 class StoreError(Exception):
     """The directory holds something this sweep cannot continue."""
+
+
+class InUse(StoreError):
+    """Another sweep process is writing into the directory right now."""
+
+
+class DirLock:
+    """An exclusive lock on a sweep directory for as long as a sweep writes into it: two
+    writers appending to one points.csv would each compute the same missing rows."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".lock"
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> DirLock:
+        self._file = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise InUse(f"{self.path.parent} is in use by another sweep ({holder})") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the lock; the file may stay
 
 
 def cell(value: Any) -> str:

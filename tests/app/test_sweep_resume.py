@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -146,3 +148,52 @@ def test_a_reader_never_truncates_a_row_being_written(tmp_path: Path) -> None:
     assert (out / "points.csv").read_text() == cut
     assert len(PointsFile(out / "points.csv", axes, repair=True).rows) == 15
     assert (out / "points.csv").read_text() == cut[: cut.rfind("\n") + 1]
+
+
+def test_one_writer_per_directory(tmp_path: Path) -> None:
+    """A second sweep into a directory another one is writing exits 75 (try again later)
+    and leaves its rows alone."""
+    sweep = write(tmp_path / "slow.toml", SLOW)
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "app.cli", "sweep", str(sweep), "--out",
+                              str(out), "--workers", "1", "--no-png"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 60
+        while not (out / "points.csv").exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        second = cli("sweep", str(sweep), "--out", str(out), "--no-png")
+        assert second.returncode == 75
+        assert "in use by another sweep (pid" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    keys = _keys(out / "points.csv")
+    assert len(keys) == len(set(keys))
+
+
+def test_stop_with_parent_ends_an_orphaned_sweep(tmp_path: Path) -> None:
+    """The server's sweep processes watch their parent: when it is SIGKILLed, the sweep
+    finishes its running points, writes its files as cancelled and exits."""
+    sweep = write(tmp_path / "slow.toml", SLOW)
+    out = tmp_path / "out"
+    spawn = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', 'app.cli', "
+             f"'sweep', {str(sweep)!r}, '--out', {str(out)!r}, '--workers', '1', '--no-png', "
+             "'--stop-with-parent'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", spawn])
+    end = time.monotonic() + 60
+    while not (out / "points.csv").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    end = time.monotonic() + 60
+    state = None
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads((out / "sweep.json").read_text())["state"]
+        if state == "cancelled":
+            break
+        time.sleep(0.1)
+    assert state == "cancelled"
+    assert 1 <= len(rows(out / "points.csv")) < 60
