@@ -84,12 +84,17 @@ def test_start_watch_and_see_a_sweep(server: LiveServer, browser: object) -> Non
     context.close()
 
 
-def test_cancel_from_the_page(server: LiveServer, browser: object) -> None:
+def test_upload_then_cancel_from_the_page(server: LiveServer, browser: object,
+                                          tmp_path: Path) -> None:
+    """An uploaded file fills the editor; Start sweep runs it; Cancel sweep stops it."""
     context = browser.new_context()  # type: ignore[attr-defined]
     page: Page = context.new_page()
     page.goto(server.url + "/static/sweeps.html")
-    long = SWEEP.replace("seeds = 3", "seeds = 40")
-    page.get_by_label("Sweep file (TOML; edit before starting)").fill(long)
+    upload = tmp_path / "long.toml"
+    upload.write_text(SWEEP.replace("seeds = 3", "seeds = 40"))
+    page.get_by_label("Upload sweep file").set_input_files(str(upload))
+    expect(page.get_by_label("Sweep file (TOML; edit before starting)")).to_have_value(
+        upload.read_text())
     page.get_by_role("button", name="Start sweep").click()
     expect(page.locator("#sweep-status")).to_contain_text("running", timeout=15_000)
     page.get_by_role("button", name="Cancel sweep").click()
