@@ -100,7 +100,6 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
-    from app.sweep.answer import Answers, scenario_values
     from app.sweep.driver import run_sweep
     from app.sweep.progress import Printer
     from app.sweep.store import InUse, StoreError
@@ -127,6 +126,13 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
         print(f"tdx-contention sweep: error: {exc}", file=sys.stderr)
         return 1
     printer.end()
+    return _outcome(sweep, out, result)
+
+
+def _outcome(sweep: Sweep, out: Path, result: dict[str, Any]) -> int:
+    """Say what the sweep did (failures, files, the answer table); the exit status."""
+    from app.sweep.answer import Answers, scenario_values
+
     for failure in result["failures"]:
         print(f"failed: point {failure['point']} seed {failure['seed']} "
               f"(fixed {failure['fixed']}): {failure['error']}", file=sys.stderr)
