@@ -106,7 +106,8 @@ def main() -> int:
     runs = {"local, 1 worker": lambda t: execute.local(t, 1, stop, 0),
             "local, 2 workers": lambda t: execute.local(t, 2, stop, 0)}
     if cluster is not None:
-        runs["dask, 2 workers"] = lambda t: execute.dask(t, cluster.address, stop)
+        client = execute.connect(cluster.address)
+        runs["dask, 2 workers"] = lambda t: execute.dask(t, client, stop)
     load_before = os.getloadavg()
     print(f"grid: {len(sweep.points())} points x {sweep.seeds} seeds = {len(tasks)} rows of "
           f"{sweep.duration_us} us; load average before {load_before[0]:.2f}")
@@ -125,6 +126,7 @@ def main() -> int:
                       "obtained)")
     finally:
         if cluster is not None:
+            client.close()
             cluster.close()
     print(f"load average after {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for name, rate in best.items():

@@ -104,15 +104,21 @@ def run_sweep(sweep: Sweep, out: Path, workers: int | None = None,
               nice: int = 19) -> dict[str, Any]:
     """Compute the rows `out/points.csv` lacks, then write summary, sweep.json and report.
 
-    Raises InUse when another process is running a sweep into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    Raises InUse when another process is running a sweep into `out`, RuntimeError when
+    the Dask scheduler does not answer (then nothing is written)."""
     check_dir(sweep, out)
-    with DirLock(out):
-        return _run(sweep, out, workers, scheduler, on_progress, stop or threading.Event(),
-                    png, nice)
+    client = execute.connect(scheduler) if scheduler else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with DirLock(out):
+            return _run(sweep, out, workers, client, scheduler, on_progress,
+                        stop or threading.Event(), png, nice)
+    finally:
+        if client is not None:
+            client.close()
 
 
-def _run(sweep: Sweep, out: Path, workers: int | None, scheduler: str | None,
+def _run(sweep: Sweep, out: Path, workers: int | None, client: Any, scheduler: str | None,
          on_progress: Callable[[Progress], None] | None, stop: threading.Event, png: bool,
          nice: int) -> dict[str, Any]:
     points = PointsFile(out / POINTS, sweep.axes, repair=True)
@@ -127,7 +133,7 @@ def _run(sweep: Sweep, out: Path, workers: int | None, scheduler: str | None,
     failures: list[dict[str, Any]] = []
     last = 0.0
     try:
-        outcomes = (execute.dask(todo, scheduler, stop) if scheduler
+        outcomes = (execute.dask(todo, client, stop) if client is not None
                     else execute.local(todo, workers or execute.default_workers(), stop, nice))
         for task, row, error in outcomes:
             progress.cost_done += task.cost

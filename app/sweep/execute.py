@@ -56,25 +56,35 @@ def local(tasks: list[Task], workers: int, stop: threading.Event,
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def dask(tasks: list[Task], address: str, stop: threading.Event) -> Iterator[Outcome]:
-    """Run `tasks` on the Dask distributed cluster whose scheduler is at `address`."""
+def connect(address: str) -> Any:
+    """A `distributed.Client` of the cluster at `address`; RuntimeError naming the address
+    when the extra is missing or no scheduler answers (before anything is written)."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError as exc:  # the optional extra is not installed
         raise RuntimeError("--scheduler needs dask.distributed: pip install "
                            "'tdx-contention[dask]'") from exc
-    with Client(address, timeout="10s", set_as_default=False) as client:
-        # pure=False: two tasks may be equal (a re-run row), each is still computed once here.
-        futures = client.map(run_task, tasks, pure=False)
-        by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-        try:
-            for future in as_completed(futures, loop=client.loop):
-                task = by_key[future.key]
-                if future.status == "error":
-                    yield task, None, _error(future.exception())
-                else:
-                    yield task, future.result(), None
-                if stop.is_set():
-                    break
-        finally:
-            client.cancel(futures)
+    try:
+        return Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise RuntimeError(f"no Dask scheduler answers at {address}: {exc}") from None
+
+
+def dask(tasks: list[Task], client: Any, stop: threading.Event) -> Iterator[Outcome]:
+    """Run `tasks` on the Dask distributed cluster of `client` (see `connect`)."""
+    from distributed import as_completed
+
+    # pure=False: two tasks may be equal (a re-run row), each is still computed once here.
+    futures = client.map(run_task, tasks, pure=False)
+    by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            task = by_key[future.key]
+            if future.status == "error":
+                yield task, None, _error(future.exception())
+            else:
+                yield task, future.result(), None
+            if stop.is_set():
+                break
+    finally:
+        client.cancel(futures)

@@ -63,9 +63,11 @@ def test_server_with_dask_scheduler_sends_sweeps_to_the_cluster(tmp_path: Path, 
 
 
 def test_unreachable_scheduler_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    """No scheduler at the address: a clear error within the connect timeout."""
+    """No scheduler at the address: a clear error within the connect timeout, and no
+    output directory."""
     sweep = write(tmp_path / "grid.toml", SMALL)
     done = cli("sweep", str(sweep), "--out", str(tmp_path / "out"), "--scheduler",
                f"tcp://127.0.0.1:{free_port()}", "--no-png", timeout=60)
     assert done.returncode == 1
-    assert "tdx-contention sweep: error:" in done.stderr
+    assert "tdx-contention sweep: error: no Dask scheduler answers at tcp://127.0.0.1:" in done.stderr
+    assert not (tmp_path / "out").exists()
