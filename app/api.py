@@ -13,11 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import iterate_in_threadpool
 
 from app.runner import Recipe, Runner
+from app.scenarios import ScenarioInUse
 from app.schema import Problems, ScenarioInfo
 from app.security import require_token
 from app.store import RunRecord
-from engine.config import Config
-from engine.errors import ScenarioError
+from engine import afford
+from engine.config import Config, validate
+from engine.errors import ConfigErrors, ScenarioError
 from engine.export import EXTENSIONS, FORMATS, MEDIA_TYPES, chunks
 from engine.scenario import builtin_scenario, parse
 from engine.sim import replay
@@ -33,8 +35,11 @@ def _runner(request: Request) -> Runner:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, bool]:
-    return {"ok": True}
+async def healthz(request: Request) -> Response:
+    down = _runner(request).down()
+    if down is not None:
+        return JSONResponse({"ok": False, "detail": f"the runner is down: {down}"}, 503)
+    return JSONResponse({"ok": True})
 
 
 @router.get("/api/config")
@@ -44,8 +49,13 @@ async def get_config(request: Request) -> dict[str, Any]:
 
 @changes.patch("/api/config")
 async def patch_config(request: Request) -> Any:
+    raw = await request.body()
+    if afford.nesting_depth(raw.decode("utf-8", "replace")) > afford.MAX_NESTING:
+        # refused before json.loads, which recurses once per level
+        return _problems([("body", "must be a JSON object of config fields (nested more "
+                                   f"than {afford.MAX_NESTING} levels deep)")])
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         return _problems([("body", "must be a JSON object of config fields")])
     if not isinstance(body, dict):
@@ -119,10 +129,26 @@ async def post_scenario(request: Request) -> Any:
     except UnicodeDecodeError:
         return _problems([("body", "must be a UTF-8 TOML scenario file")])
     scenario = await anyio.to_thread.run_sync(request.app.state.catalogue.add, text)
-    hub = request.app.state.hub
-    hub.publish(json.dumps({"type": "scenarios",
-                            "scenarios": request.app.state.catalogue.listing()}))
+    _announce_scenarios(request)
     return ScenarioInfo(name=scenario.name, description=scenario.description, builtin=False)
+
+
+@changes.delete("/api/scenarios/{name}")
+async def delete_scenario(request: Request, name: str) -> dict[str, str]:
+    in_use = _runner(request).run.sim.config.scenario
+    try:
+        found = await anyio.to_thread.run_sync(request.app.state.catalogue.delete, name, in_use)
+    except ScenarioInUse as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no posted scenario {name!r}")
+    _announce_scenarios(request)
+    return {"deleted": name}
+
+
+def _announce_scenarios(request: Request) -> None:
+    request.app.state.hub.publish(json.dumps(
+        {"type": "scenarios", "scenarios": request.app.state.catalogue.listing()}))
 
 
 @router.get("/metrics")
@@ -146,11 +172,13 @@ def _recipe_of(record: RunRecord) -> Recipe:
             scenario = parse(record.scenario_toml, record.scenario)
         else:
             scenario = builtin_scenario(record.scenario)
-    except ScenarioError as exc:
+        config = validate(Config(**record.config))
+        afford.check(scenario, config.vcpus, record.scenario)  # stored before the limits
+    except (ScenarioError, ConfigErrors, TypeError) as exc:
+        reason = exc.messages[0] if isinstance(exc, ScenarioError) else str(exc)
         raise HTTPException(410, f"run {record.run_id} can no longer be replayed: "
-                                 f"{exc.messages[0]}") from None
-    return Recipe(record.run_id, Config(**record.config), scenario, record.timeline,
-                  record.end_ns)
+                                 f"{reason}") from None
+    return Recipe(record.run_id, config, scenario, record.timeline, record.end_ns)
 
 
 def _stream(fmt: str, recipe: Recipe) -> StreamingResponse:

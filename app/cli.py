@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine import afford
 from engine.config import MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
 from engine.errors import ConfigErrors, EngineError, ScenarioError
 from engine.export import FORMATS
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=None,
                        help="token for state-changing routes (default: $TDX_CONTENTION_TOKEN); "
                             "required when binding a non-loopback address")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests whose Host is NAME (repeatable); others "
+                            "get 400, so a DNS-rebinding page cannot reach the server")
     from app.sweep.cli import scheduler_address
 
     serve.add_argument("--dask-scheduler", type=scheduler_address, default=None,
@@ -83,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration-us", type=_int_in(1, MAX_DURATION_US), default=None,
                      help="simulated microseconds (default: the scenario's, 100000)")
     run.add_argument("--export", default=None, metavar="FILE", help="write the event log here")
-    run.add_argument("--format", choices=FORMATS, default="jsonl", help="event log format")
+    run.add_argument("--format", choices=FORMATS, default=None,
+                     help="event log format (default: from the --export file name: .csv csv, "
+                          ".json chrome, otherwise jsonl)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     sub.add_parser("scenarios", help="list the built-in scenarios")
@@ -95,9 +101,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# File name endings and the export format they imply when --format is not given.
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "chrome"}
+
+
+def export_format(path: Path, given: str | None) -> str:
+    """The format to write `path` in: `given`, else the one its name ends with, else jsonl."""
+    if given is not None:
+        return given
+    return SUFFIX_FORMATS.get(path.suffix.lower(), "jsonl")
+
+
+def _check_empty(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    for option, value in (("--scenario", args.scenario), ("--scenario-file", args.scenario_file),
+                          ("--export", args.export)):
+        if value is not None and not value.strip():
+            parser.error(f"argument {option}: expected a value, got {value!r}")
+    if args.format is not None and args.export is None:
+        parser.error("argument --format: only with --export FILE (the event log's format)")
+
+
+def _open_export(path: Path, parser: argparse.ArgumentParser) -> Any:
+    """The export's .partial file, opened before simulating: every problem of the path
+    (a directory, no such directory, no permission) is found before any work is done."""
+    if path.is_dir():
+        parser.error(f"argument --export: {str(path)!r} is a directory; expected a file name")
+    if not path.parent.is_dir():
+        parser.error(f"argument --export: directory {str(path.parent)!r} does not exist")
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        return open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        parser.error(f"argument --export: cannot write {str(tmp)!r}: {exc.strerror}")
+
+
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.scenario is not None and args.scenario_file is not None:
         parser.error("argument --scenario: not allowed with --scenario-file")
+    _check_empty(args, parser)
     try:
         if args.scenario_file is not None:
             scenario = load(args.scenario_file)
@@ -116,31 +157,38 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = scenario.config(**overrides)
     except ConfigErrors as exc:
         parser.error(str(exc))
+    try:  # with the run's own vCPU count, which --vcpus may have raised
+        afford.check(scenario, config.vcpus, args.scenario_file or scenario.name)
+    except ScenarioError as exc:
+        print("\n".join(exc.messages), file=sys.stderr)
+        return 2
     duration_us = args.duration_us or scenario.duration_us
     end_ns = duration_us * 1000
-    export_path = Path(args.export) if args.export else None
-    if export_path is not None and export_path.parent and not export_path.parent.is_dir():
-        parser.error(f"argument --export: directory {str(export_path.parent)!r} does not exist")
+    export_path = Path(args.export) if args.export is not None else None
+    fmt = export_format(export_path, args.format) if export_path is not None else "jsonl"
+    out = _open_export(export_path, parser) if export_path is not None else None
     from engine.run import run
 
     progress = _progress(end_ns) if sys.stderr.isatty() else None
     try:
-        if export_path is not None:
-            tmp = export_path.with_name(export_path.name + ".partial")
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
-                result = run(config, scenario, end_ns, out, args.format, progress)
-            tmp.replace(export_path)
+        if out is not None and export_path is not None:
+            with out:
+                result = run(config, scenario, end_ns, out, fmt, progress)
+            Path(out.name).replace(export_path)
         else:
-            result = run(config, scenario, end_ns, None, args.format, progress)
-    except EngineError as exc:
-        print(f"tdx-contention run: error: {exc}", file=sys.stderr)
+            result = run(config, scenario, end_ns, None, fmt, progress)
+    except (EngineError, OSError) as exc:
+        if out is not None:
+            Path(out.name).unlink(missing_ok=True)
+        where = f"{out.name}: " if isinstance(exc, OSError) and out is not None else ""
+        print(f"tdx-contention run: error: {where}{exc}", file=sys.stderr)
         return 1
     if progress is not None:
         print(file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:
-        _print_summary(result, export_path, args.format)
+        _print_summary(result, export_path, fmt)
     return 0
 
 

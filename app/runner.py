@@ -7,7 +7,6 @@ through a queue and await their results, so every control is applied between two
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import queue
@@ -24,9 +23,11 @@ from app.metrics import Metrics
 from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
-from app.store import RunRecord, Store
+from app.store import RunRecord, Store, StoreError
+from app.supervise import RunnerUnavailable, Supervisor
+from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
-from engine.errors import ConfigErrors
+from engine.errors import ConfigErrors, EngineError
 from engine.run import sim_extras
 from engine.scenario import Scenario
 from engine.sim import Simulation
@@ -104,15 +105,28 @@ class Runner:
         self._slice_ns = 100_000
         self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
         self._persisted_at = 0.0
+        self.error: str | None = None  # why the run was paused by a failure, shown to users
+        self.supervisor = Supervisor(settings.call_timeout_s, settings.restart_delay_s)
         self.run = self._open_run(Config())
-        self._thread = threading.Thread(target=self._main, name="runner", daemon=True)
+        self._thread = threading.Thread(
+            target=self.supervisor.run, args=(self._main, self._fail, self._stopping),
+            name="runner", daemon=True)
+        self.supervisor.thread = self._thread
 
     # -- the async face, for routes ---------------------------------------------------
     async def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the runner thread between two engine steps; its result or error."""
+        """Run `fn` on the runner thread between two engine steps; its result or error.
+        RunnerUnavailable when the runner is down or does not answer in time: a route
+        never waits for ever on a runner that is stuck or gone."""
+        if (down := self.down()) is not None:
+            raise RunnerUnavailable(f"the runner is down: {down}")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._commands.put((fn, future))
-        return await asyncio.wrap_future(future)
+        return await self.supervisor.wait(future)
+
+    def down(self) -> str | None:
+        """Why the runner cannot take commands now (GET /healthz), or None."""
+        return self.supervisor.down()
 
     async def start(self) -> dict[str, Any]:
         return await self.call(lambda: self._set_state(RUNNING))
@@ -143,16 +157,38 @@ class Runner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and store the current run where it got to (blocking)."""
+        """Stop the thread and store the current run where it got to (blocking, but never
+        for long: a thread stuck in an engine step is left behind, it is a daemon)."""
         self._stopping.set()
         self._commands.put((lambda: None, concurrent.futures.Future()))
-        self._thread.join(timeout=10)
-        self._persist()
+        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            log.warning("runner: still in an engine step at shutdown; run %s kept as last "
+                        "stored", self.run.run_id)
+            return
+        try:
+            self._persist()
+        except StoreError as exc:
+            log.error("runner: could not store run %s at shutdown: %s", self.run.run_id, exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """Pause the run because of `exc`; the error goes to the page and GET /api/stats."""
+        log.error("runner: run %s paused: %s", self.run.run_id, exc, exc_info=exc)
+        self.error = f"{type(exc).__name__}: {exc}"
+        self._tick = None
+        self.state = PAUSED
+        if not isinstance(exc, StoreError):
+            try:
+                self._persist()
+            except StoreError as store_exc:
+                self.error += f"; and the run could not be stored: {store_exc}"
+        self._broadcast()
 
     def _main(self) -> None:
         deadline = time.monotonic() + self.interval_s
         work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
         while not self._stopping.is_set():
+            self.supervisor.beat()
             self._run_commands(block_s=0)
             now = time.monotonic()
             if now >= deadline:
@@ -179,8 +215,15 @@ class Runner:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
-                except Exception as exc:  # handed to the awaiting route
+                except StoreError as exc:  # disk full, say: pause, and tell the route
+                    self._fail(exc)
                     future.set_exception(exc)
+                except EngineError as exc:  # bad input: the route answers 4xx
+                    future.set_exception(exc)
+                except Exception as exc:  # a bug: pause the run, the route answers 503
+                    self._fail(exc)
+                    future.set_exception(RunnerUnavailable(f"the runner failed: {self.error}; "
+                                                           "the run is paused"))
             try:
                 fn, future = self._commands.get_nowait()
             except queue.Empty:
@@ -193,9 +236,8 @@ class Runner:
         began = time.perf_counter()
         try:
             self.run.tally.add(sim.run_until(sim.now + step_ns))
-        except Exception:  # a broken invariant or a bug: keep serving, stop this run
-            log.exception("engine failed in run %s; pausing it", self.run.run_id)
-            self._set_state(PAUSED)
+        except Exception as exc:  # a broken invariant or a bug: keep serving, stop this run
+            self._fail(exc)
             return
         took = time.perf_counter() - began
         if step_ns == self._slice_ns:  # a whole slice: learn how long slices take
@@ -217,12 +259,16 @@ class Runner:
             message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
                             run.lagging, run.sim.config.retry_max)
             run.frames += 1
-            self.hub.publish_threadsafe(message.model_dump_json())
             self._tick = None
+            # Stored before it is shown: a kill loses at most the frame being built.
+            if wall - self._persisted_at >= self.settings.persist_interval_s:
+                try:
+                    self._persist()
+                except StoreError as exc:  # disk full, say: pause the run, keep serving
+                    self._fail(exc)
+            self.hub.publish_threadsafe(message.model_dump_json())
         if self.state == RUNNING:
             self._begin_tick()
-            if wall - self._persisted_at >= self.settings.persist_interval_s:
-                self._persist()
 
     def _flush_tick(self) -> None:
         """Count a partial tick into the metrics before the run or its state changes."""
@@ -237,6 +283,7 @@ class Runner:
                 self._flush_tick()
             self.state = state
             if state == RUNNING:
+                self.error = None
                 self._begin_tick()
             self._persist()
             self._broadcast()
@@ -260,7 +307,9 @@ class Runner:
             changes = {**scenario.td, **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
-            # A different TD: a new run, in the state the old one was in.
+            # A different TD: a new run, in the state the old one was in. Its cost is
+            # checked before the old run's tick is touched: a 422 changes nothing.
+            afford.check(self.catalogue.get(new.scenario)[0], new.vcpus, new.scenario)
             self._flush_tick()
             self._new_run(new)
             if self.state == RUNNING:
@@ -269,20 +318,27 @@ class Runner:
         live = {k: getattr(new, k) for k in LIVE_FIELDS
                 if k in changes and getattr(new, k) != getattr(current, k)}
         if live:
-            self.run.sim.apply(live)
+            # Durable before it takes effect: stored first, so a PATCH that answers 200 is
+            # in the history, and one that fails to store (503) changed nothing.
             self.run.record.timeline.append((self.run.sim.now, live))
+            try:
+                self._persist()
+            except StoreError:
+                self.run.record.timeline.pop()
+                raise
+            self.run.sim.apply(live)
             self.metrics.set_config(new)
-            self._persist()
             self._broadcast()
         return self.run.sim.config.to_dict()
 
     def _stats(self) -> dict[str, Any]:
         return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
-                "lagging": self.run.lagging and self.state == RUNNING}
+                "lagging": self.run.lagging and self.state == RUNNING, "error": self.error}
 
     # -- runs --------------------------------------------------------------------------
     def _open_run(self, config: Config) -> LiveRun:
         scenario, toml = self.catalogue.get(config.scenario)
+        afford.check(scenario, config.vcpus, config.scenario)  # before any of it is built
         run = LiveRun(config, scenario, toml)
         self.store.save_run(run.settle())
         self.metrics.set_config(config)
@@ -291,13 +347,17 @@ class Runner:
     def _new_run(self, config: Config) -> None:
         self._persist()
         self.run = self._open_run(config)
+        self.error = None
         self._broadcast()
 
     def _persist(self) -> None:
+        """Store the run as it is now. A StoreError reaches _run_commands (the command's
+        route answers 503) or _end_tick; either pauses the run (_fail)."""
         self._persisted_at = time.monotonic()
         self.store.save_run(self.run.settle())
 
     def _broadcast(self) -> None:
         message = State(run_id=self.run.run_id, state=self.state,  # type: ignore[arg-type]
-                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging)
+                        config=self.run.sim.config.to_dict(), lagging=self.run.lagging,
+                        error=self.error)
         self.hub.publish_threadsafe(message.model_dump_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -9,6 +10,13 @@ from typing import Any
 from app.store import Store
 from engine.errors import ScenarioError
 from engine.scenario import Scenario, builtin_scenario, builtin_scenarios, parse
+
+log = logging.getLogger(__name__)
+MAX_POSTED = 64  # posted scenarios kept; every hello carries their names and descriptions
+
+
+class ScenarioInUse(Exception):
+    """A scenario cannot be deleted: it is built in, or the current run uses it."""
 
 
 class Catalogue:
@@ -22,8 +30,9 @@ class Catalogue:
         for name, text in store.scenarios():
             try:
                 self._posted[name] = (parse(text, name), text)
-            except ScenarioError:  # the engine got stricter since; keep serving the rest
-                continue
+            except ScenarioError as exc:  # the engine got stricter since; serve the rest
+                log.warning("posted scenario %r is no longer accepted, left out: %s", name,
+                            exc.messages[0])
 
     def names(self) -> tuple[str, ...]:
         with self._lock:
@@ -42,10 +51,32 @@ class Catalogue:
         if scenario.name in self._builtin:
             raise ScenarioError([f"posted scenario: name: {scenario.name!r} is a built-in "
                                  "scenario; choose another name"])
+        with self._lock:
+            full = scenario.name not in self._posted and len(self._posted) >= MAX_POSTED
+        if full:
+            raise ScenarioError([f"posted scenario: name: {MAX_POSTED} posted scenarios are "
+                                 "kept already; delete one first (DELETE /api/scenarios/NAME)"])
         self._store.save_scenario(scenario.name, text, time.time())
         with self._lock:
             self._posted[scenario.name] = (scenario, text)
         return scenario
+
+    def delete(self, name: str, in_use: str) -> bool:
+        """Forget a posted scenario; False if there is none of that name. ScenarioInUse for
+        a built-in one or the one named `in_use` (the current run's)."""
+        if name in self._builtin:
+            raise ScenarioInUse(f"{name!r} is a built-in scenario; only posted ones can be "
+                                "deleted")
+        with self._lock:
+            if name not in self._posted:
+                return False
+        if name == in_use:
+            raise ScenarioInUse(f"{name!r} is the current run's scenario; choose another "
+                                "one first")
+        self._store.delete_scenario(name)
+        with self._lock:
+            self._posted.pop(name, None)
+        return True
 
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -30,6 +30,7 @@ class Hello(BaseModel):
     limits: dict[str, list[int]]
     frame_interval_ms: int
     token_required: bool
+    error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
 
@@ -72,6 +73,7 @@ class State(BaseModel):
     state: Literal["running", "paused"]
     config: dict[str, Any]
     lagging: bool = False
+    error: str | None = None  # why the run was paused by a failure (engine or storage)
 
 
 class Pong(BaseModel):

@@ -21,13 +21,16 @@ from app.metrics import Metrics
 from app.runner import Runner
 from app.scenarios import Catalogue
 from app.schema import Problems
+from app.security import Guard, HostPolicy
 from app.settings import Settings
-from app.store import Store
+from app.store import Store, StoreError
+from app.supervise import RunnerUnavailable
 from app.sweep import routes as sweep_routes
 from app.sweep.manager import open_manager
 from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)
+MAX_PROBLEMS = 50  # a 422 names at most this many problems of a scenario file
 
 
 def static_dir() -> Path:
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tdx-contention", lifespan=lifespan, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.settings = settings
+    app.add_middleware(Guard, hosts=HostPolicy(settings.host, settings.allow_hosts),
+                       token=settings.token)
     app.include_router(api.router)
     app.include_router(api.changes)
     app.include_router(ws.router)
@@ -87,9 +92,21 @@ def _add_error_handlers(app: FastAPI) -> None:
         problems = Problems.of([(e.field, e.message) for e in exc.errors])
         return JSONResponse(problems.model_dump(), status_code=422)
 
+    @app.exception_handler(RunnerUnavailable)
+    async def runner_unavailable(request: Request, exc: RunnerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": f"the run history cannot be written: {exc}; the run "
+                                       "is paused"}, status_code=503)
+
     @app.exception_handler(ScenarioError)
     async def scenario_error(request: Request, exc: ScenarioError) -> JSONResponse:
-        problems = Problems.of([_scenario_problem(m) for m in exc.messages])
+        shown = [_scenario_problem(m) for m in exc.messages[:MAX_PROBLEMS]]
+        if len(exc.messages) > MAX_PROBLEMS:  # a file of 20,000 bad keys: not a 3 MB answer
+            shown.append(("scenario", f"and {len(exc.messages) - MAX_PROBLEMS} more problems"))
+        problems = Problems.of(shown)
         return JSONResponse(problems.model_dump(), status_code=422)
 
 

@@ -1,4 +1,5 @@
-"""Server settings: where to bind, where runs are kept, the token, the frame rate."""
+"""Server settings: where to bind, the names it answers to, where runs are kept, the token,
+the frame rate, the runner's time limits."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ class Settings:
     port: int = 8000
     data_dir: Path = Path("data")
     token: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # Host names served besides the bind address
     frame_interval_ms: int = 100
-    persist_interval_s: float = 1.0
+    persist_interval_s: float = 0.0  # 0: the run's progress is stored with every frame
+    call_timeout_s: float = 10.0  # a route waits this long for the runner, then 503
+    restart_delay_s: float = 0.5  # a failed runner loop starts again after this
     queue_size: int = 32
     static_dir: Path | None = None  # None: the installed app.static package
     dask_scheduler: str | None = None  # sweeps run on this Dask cluster (else locally)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
@@ -12,13 +13,15 @@ from starlette.websockets import WebSocketState
 from app.hub import Hub
 from app.runner import Runner
 from app.schema import Error, Hello, Pong, ScenarioInfo
-from app.security import origin_allowed
+from app.security import POLICY_VIOLATION
+from engine.afford import MAX_NESTING, nesting_depth
 from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
 from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 
 router = APIRouter()
 log = logging.getLogger(__name__)
-POLICY_VIOLATION = 1008  # RFC 6455: the Origin is not this site
+MAX_MESSAGE_CHARS = 4096  # a client sends pings; uvicorn's own cap (ws_max_size) is 64 KiB
+RATE_PER_S, BURST = 20.0, 40  # messages a client may send: a token bucket
 
 
 def hello(websocket: WebSocket) -> Hello:
@@ -36,28 +39,30 @@ def hello(websocket: WebSocket) -> Hello:
         limits={"retry_max": list(RETRY_MAX_RANGE), "vcpus": list(VCPUS_RANGE)},
         frame_interval_ms=state.settings.frame_interval_ms,
         token_required=state.settings.token_required,
+        error=runner.error,
     )
 
 
 @router.websocket("/ws")
 async def ws(websocket: WebSocket) -> None:
-    if not origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
-        log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
-        await websocket.close(code=POLICY_VIOLATION)  # before accept: an HTTP 403
-        return
     await websocket.accept()
     hub: Hub = websocket.app.state.hub
     queue = hub.subscribe()
     try:
         await websocket.send_text(hello(websocket).model_dump_json())
-        tasks = {asyncio.create_task(_send(websocket, queue)),
-                 asyncio.create_task(_receive(websocket, hub, queue))}
+        receiving = asyncio.create_task(_receive(websocket, hub, queue))
+        tasks = {asyncio.create_task(_send(websocket, queue)), receiving}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        reason = receiving.result() if receiving.done() and not receiving.cancelled() \
+            and receiving.exception() is None else None
+        if reason is not None:  # after the sender stopped: one writer per socket
+            log.warning("closed a WebSocket: %s", reason)
+            await websocket.close(code=POLICY_VIOLATION, reason=reason)
     except WebSocketDisconnect:
         pass
     finally:
@@ -74,16 +79,30 @@ async def _send(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
         await websocket.send_text(await queue.get())
 
 
-async def _receive(websocket: WebSocket, hub: Hub, queue: asyncio.Queue[str]) -> None:
-    """Answer client messages through the client's own queue (one writer per socket)."""
+async def _receive(websocket: WebSocket, hub: Hub, queue: asyncio.Queue[str]) -> str | None:
+    """Answer client messages through the client's own queue (one writer per socket).
+    Returns the reason to close with (code 1008) when the client breaks the limits: too
+    big, too deeply nested, or too many messages (one flooding client must not take the
+    event loop from the others); None when the client went away."""
+    allowance, last = float(BURST), time.monotonic()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return None
+        now = time.monotonic()
+        allowance = min(float(BURST), allowance + (now - last) * RATE_PER_S)
+        last = now
+        if allowance < 1:
+            return f"more than {RATE_PER_S:g} messages a second"
+        allowance -= 1
         text = message.get("text")
         if text is None:
             hub.offer(queue, Error(message="send JSON text, not binary").model_dump_json())
             continue
+        if len(text) > MAX_MESSAGE_CHARS:
+            return f"message of {len(text)} characters; at most {MAX_MESSAGE_CHARS}"
+        if nesting_depth(text) > MAX_NESTING:
+            return f"message nested more than {MAX_NESTING} levels deep"
         try:
             data = json.loads(text)
         except ValueError:

@@ -14,6 +14,7 @@ VCPUS_RANGE = (1, 512)
 # Fields a running simulation takes at once; any other change starts a new run.
 LIVE_FIELDS = ("policy", "retry_max", "zero_step", "speed")
 DEFAULT_SPEED = 1000.0  # simulated us per wall-clock second: 1 ms of TD time a second
+SPEED_MAX = 1e9  # 1000 s of TD time a second: far beyond the engine, short of overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,8 @@ def check_field(name: str, value: Any, scenarios: tuple[str, ...] | None = None)
         if not _is_int(value) or value < 0:
             return ConfigError(name, "must be an integer >= 0")
     elif name == "speed":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            return ConfigError(name, "must be a number > 0")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= SPEED_MAX:
+            return ConfigError(name, "must be a number > 0 and at most 1e9")
         if value != value or value == float("inf"):
             return ConfigError(name, "must be a finite number > 0")
     return None

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import afford
 from engine.config import VCPUS_RANGE, Config, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
@@ -115,6 +116,7 @@ def _err(where: str, key: str, message: str) -> str:
 
 def parse(text: str, where: str = "<scenario>") -> Scenario:
     """Parse and validate scenario TOML; raises ScenarioError listing every problem."""
+    afford.check_source(text, where)  # size and nesting before the parser recurses
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -160,9 +162,10 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     if errors:
         raise ScenarioError(errors)
     assert isinstance(name, str)
-    return Scenario(name=name, description=description, source=source, duration_us=duration,
-                    td=td, timing=timing, workload=workload, vcpu_specs=vcpu_specs,
-                    shared=shared, actors=actors)
+    return afford.checked(Scenario(
+        name=name, description=description, source=source, duration_us=duration, td=td,
+        timing=timing, workload=workload, vcpu_specs=vcpu_specs, shared=shared, actors=actors),
+        where)
 
 
 def accepted_keys() -> dict[str, tuple[str, ...]]:
@@ -196,7 +199,7 @@ def load(path: str | Path) -> Scenario:
     """Parse a scenario file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = afford.read_source(path)  # bounded: a path may name /dev/zero
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read: {exc.strerror}"]) from None
     return parse(text, str(path))

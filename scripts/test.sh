@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian's chromium included) and runs the whole suite.
+# Uses the first python3 on PATH (.ci/run puts a fresh virtualenv's there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
@@ -8,7 +9,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # The compiled-engine test builds a wheel without build isolation: it needs the build
 # requirements of pyproject.toml in this interpreter (a fresh Python has setuptools 65
-# and no wheel).
+# and no wheel, and a fresh virtualenv an old pip).
+python3 -m pip install -q --disable-pip-version-check --upgrade pip
 python3 -m pip install -q --disable-pip-version-check 'setuptools>=68' wheel 'mypy>=2.4'
 python3 -m pip install -q --disable-pip-version-check -e '.[test,dask]'
 python3 -m ruff check .

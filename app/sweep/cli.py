@@ -86,7 +86,7 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         if args.check is not None:
             sweep = load_sweep(args.check)
-            print(f"{args.check}: ok: sweep {sweep.name!r}: {len(sweep.points())} points x "
+            print(f"{args.check}: ok: sweep {sweep.name!r}: {sweep.count()} points x "
                   f"{sweep.seeds} seeds = {sweep.runs()} runs of {sweep.duration_us} us")
             return 0
         sweep = _resolve(args, parser)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from app.sweep import limits
+from engine import afford
 from engine.config import FIELDS, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.params import Timing, Workload, override
@@ -57,8 +60,12 @@ class Sweep:
         return [dict(zip(names, values, strict=True))
                 for values in itertools.product(*(self.axes[n] for n in names))]
 
+    def count(self) -> int:
+        """How many points, without building them (a grid may be refused for its size)."""
+        return math.prod(len(v) for v in self.axes.values())
+
     def runs(self) -> int:
-        return len(self.points()) * self.seeds
+        return self.count() * self.seeds
 
     def scenario(self) -> Scenario:
         if self.builtin is not None:
@@ -76,7 +83,7 @@ class Sweep:
         return {"name": self.name, "description": self.description,
                 "scenario": self.scenario_name, "builtin_scenario": self.builtin,
                 "duration_us": self.duration_us, "seeds": self.seeds, "fixed": self.fixed,
-                "axes": self.axes, "points": len(self.points()), "runs": self.runs(),
+                "axes": self.axes, "points": self.count(), "runs": self.runs(),
                 "scenario_text": self.scenario_text}
 
 
@@ -158,10 +165,12 @@ def _scenario_source(data: dict[str, Any], base: Path | None, err: Any,
         return None, ""
     full = base / path
     try:
-        return None, full.read_text(encoding="utf-8")
+        return None, afford.read_source(full)
     except OSError as exc:
         err("scenario_file", f"cannot read {str(full)!r}: {exc.strerror}")
-        return None, ""
+    except ScenarioError as exc:
+        err("scenario_file", "; ".join(exc.messages))
+    return None, ""
 
 
 def parse_sweep(text: str, where: str = "<sweep>", base: Path | None = None,
@@ -176,7 +185,10 @@ def parse_sweep(text: str, where: str = "<sweep>", base: Path | None = None,
         errors.append(f"{where}: {key}: {message}")
 
     try:
+        afford.check_source(text, where)  # size, nesting, dotted keys: before tomllib
         data = tomllib.loads(text)
+    except ScenarioError as exc:
+        raise SweepError(exc.messages) from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError([f"{where}: not valid TOML: {exc}"]) from None
     for key in data:
@@ -253,10 +265,12 @@ def _scenario(text: str, where: str, err: Any) -> Scenario | None:
 
 def _check_points(sweep: Sweep, scenario: Scenario, err: Any) -> None:
     """Every axis value must make a valid run (a scenario may need more vCPUs)."""
-    runs = len(sweep.points()) * sweep.seeds
+    runs = sweep.runs()
     if runs > MAX_RUNS:
         err("axes", f"{runs} runs (points x seeds); at most {MAX_RUNS} are accepted")
         return
+    for key, message in limits.problems(sweep, scenario):
+        err(key, message)
     base = config_fields(sweep.fixed)
     for key, values in sweep.axes.items():
         for value in values:
@@ -279,9 +293,11 @@ def load_sweep(path: str | Path) -> Sweep:
     """A sweep file from disk; `scenario_file` is relative to the file's directory."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = afford.read_source(path)  # no further than the size limit (/dev/zero...)
     except OSError as exc:
         raise SweepError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except ScenarioError as exc:
+        raise SweepError(exc.messages) from None
     return parse_sweep(text, str(path), path.parent, path.stem)
 
 

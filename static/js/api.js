@@ -1,8 +1,20 @@
 // REST calls to the server: one place that knows the token and the error shape.
 
-const token = new URLSearchParams(location.search).get("token");
+// Opening the page as /?token=... makes the server set an HttpOnly cookie that carries the
+// token from then on; the page keeps it only in memory and takes it out of its URL, so it
+// never shows up in a later request's URL, the history or a bookmark.
+const token = takeTokenFromUrl();
 
-/** The page's token (from ?token=...), or null. */
+function takeTokenFromUrl() {
+  const url = new URL(location.href);
+  const given = url.searchParams.get("token");
+  if (given === null) return null;
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  return given;
+}
+
+/** The token the page was opened with (?token=...), or null. */
 export function pageToken() {
   return token;
 }
@@ -59,6 +71,5 @@ export function errorMessage(result) {
 export function exportUrl(format, runId = null) {
   const base = runId === null ? "/api/export" : `/api/runs/${encodeURIComponent(runId)}/export`;
   const params = new URLSearchParams({ format });
-  if (token) params.set("token", token);
   return `${base}?${params}`;
 }

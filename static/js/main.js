@@ -135,6 +135,7 @@ function handle(msg) {
     case "hello":
       store.applyHello(msg);
       controls.applyHello(msg);
+      if (msg.error) notify(`Run paused: ${msg.error}`, "error");
       scheduleRunsRefresh(0);
       break;
     case "frame":
@@ -148,6 +149,7 @@ function handle(msg) {
       const previous = store.runId;
       store.applyState(msg);
       controls.applyConfig(msg.config);
+      if (msg.error) notify(`Run paused: ${msg.error}`, "error");
       if (store.runId !== previous) newRun(store.runId);
       else if (msg.state === "paused") scheduleRunsRefresh();
       break;

@@ -5,12 +5,10 @@ const MAX_DELAY_MS = 2000; // keeps "connected again within 5 s of the server an
 const PING_EVERY_MS = 15000;
 const SILENCE_LIMIT_MS = 40000; // no message at all (not even a pong): assume the link is dead
 
-/** ws(s)://<this host>/ws, with the page's ?token=... passed on. */
+/** ws(s)://<this host>/ws (no token in it: the cookie goes along by itself). */
 export function socketUrl(loc = location) {
   const url = new URL("/ws", loc.href);
   url.protocol = loc.protocol === "https:" ? "wss:" : "ws:";
-  const token = new URLSearchParams(loc.search).get("token");
-  if (token) url.searchParams.set("token", token);
   return url.href;
 }
 

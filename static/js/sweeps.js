@@ -25,21 +25,9 @@ const els = {
   answerBody: document.getElementById("answer-body"),
 };
 const state = { builtins: [], selected: null, last: null, drawnRows: -1 };
-const TOKEN_KEY = "tdx-contention-token";
-
-/** The token of ?token=..., else of the dashboard page that linked here (same origin),
- * else the one this tab saw before; kept for the tab so a reload still has it. */
-function sweepToken() {
-  let token = pageToken();
-  if (!token && document.referrer) {
-    const from = new URL(document.referrer);
-    if (from.origin === location.origin) token = from.searchParams.get("token");
-  }
-  token = token || sessionStorage.getItem(TOKEN_KEY);
-  if (token) sessionStorage.setItem(TOKEN_KEY, token);
-  return token;
-}
-const token = sweepToken();
+// The token: the server's HttpOnly cookie carries it (set when a page was opened with
+// ?token=...); a ?token= on this page itself is also sent in the Authorization header.
+const token = pageToken();
 
 async function call(method, path, body, contentType) {
   const headers = {};

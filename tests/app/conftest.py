@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -22,15 +24,27 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
 
 
+# The server answers only to its own address (app.security.HostPolicy): the test client
+# talks to it as a browser on this machine would, not as TestClient's "testserver".
+BASE_URL = "http://127.0.0.1:8000"
+
+
+class LocalClient(TestClient):
+    """TestClient whose WebSockets go to BASE_URL too (TestClient's own use "testserver")."""
+
+    def websocket_connect(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        return super().websocket_connect(urljoin("ws://127.0.0.1:8000", url), *args, **kwargs)
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with LocalClient(create_app(settings), base_url=BASE_URL) as test_client:
         yield test_client
 
 
 def make_client(settings: Settings, **headers: str) -> TestClient:
     """A client for `settings` (use it as a context manager)."""
-    return TestClient(create_app(settings), headers=headers)
+    return LocalClient(create_app(settings), headers=headers, base_url=BASE_URL)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -69,5 +69,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
     record.end_ns = 20
     store.save_run(record)
     store.close()
-    again = Store(tmp_path).run("r1")
+    reopened = Store(tmp_path)
+    again = reopened.run("r1")
+    reopened.close()
     assert again == record

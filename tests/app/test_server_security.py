@@ -8,7 +8,7 @@ import pytest
 from conftest import make_client
 
 from app.cli import build_parser
-from app.security import is_loopback, origin_allowed, token_ok
+from app.security import HostPolicy, is_loopback, origin_allowed, token_ok
 from app.serve import TOKEN_ENV, settings_from
 from app.settings import Settings
 
@@ -103,3 +103,30 @@ def test_serve_defaults_to_loopback_without_a_token(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     settings = settings_from(*_serve_args())
     assert settings.host == "127.0.0.1" and settings.port == 8000 and settings.token is None
+
+
+@pytest.mark.parametrize(("bind", "allowed", "host", "ok"), [
+    ("127.0.0.1", (), "127.0.0.1:8000", True),
+    ("127.0.0.1", (), "localhost:8000", True),
+    ("127.0.0.1", (), "[::1]:8000", True),
+    ("127.0.0.1", (), "10.0.0.1:8000", False),
+    ("127.0.0.1", (), "rebind.evil.example:8000", False),
+    ("127.0.0.1", (), "", False),
+    ("127.0.0.1", ("Dash.Example",), "dash.example", True),
+    ("0.0.0.0", (), "192.168.1.5:8000", True),
+    ("0.0.0.0", (), "localhost", True),
+    ("0.0.0.0", (), "my-laptop:8000", False),
+    ("::", (), "[fe80::1]:8000", True),
+    ("192.168.1.5", (), "192.168.1.5:8000", True),
+    ("192.168.1.5", (), "127.0.0.1:8000", False),
+    ("192.168.1.5", (), "localhost:8000", False),
+    ("dash.internal", (), "dash.internal:8000", True),
+])
+def test_host_policy(bind: str, allowed: tuple[str, ...], host: str, ok: bool) -> None:
+    assert HostPolicy(bind, allowed).allows(host) is ok
+
+
+def test_serve_takes_allow_host_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    settings = settings_from(*_serve_args("--allow-host", "a.example", "--allow-host", "b"))
+    assert settings.allow_hosts == ("a.example", "b")

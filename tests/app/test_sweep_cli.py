@@ -31,10 +31,21 @@ BAD = [
     ("scenario = 'zero-step'\nduration_us = 100\nseeds = 0\n", "seeds", "1 to"),
     ("scenario = 'zero-step'\nduration_us = 100\ncolour = 'red'\n", "colour", "unknown key"),
     ("scenario = 'zero-step'\nduration_us = [\n", "not valid TOML", ""),
+    # what no machine here could afford (engine.afford), named by the axis that costs it
+    ("scenario = 'conversion'\nduration_us = 100\n[axes]\n"
+     "'workload.zap_interval_ns' = [50000, 0]\n", "axes.workload.zap_interval_ns",
+     "without simulated time passing"),
+    ("scenario = 'zero-step'\nduration_us = 100\n[axes]\nvcpus = [8, 512]\n"
+     "'workload.td_memory_mib' = [4096, 100000000]\n", "axes.workload.td_memory_mib", "MiB"),
+    ("scenario = 'zero-step'\nduration_us = 100\n[axes]\n" + "retry_max = %s\nvcpus = %s\n"
+     "'timing.kick_ns' = %s\n" % (list(range(1000)), list(range(1, 513)), list(range(1000))),
+     "axes", "512000000 runs"),
+    ("scenario = 'zero-step'\nduration_us = 100\n" + "# padding\n" * 30_000, "file",
+     "at most"),
 ]
 
 
-@pytest.mark.parametrize(("text", "key", "what"), BAD)
+@pytest.mark.parametrize(("text", "key", "what"), BAD, ids=[f"{i}-{b[1]}" for i, b in enumerate(BAD)])
 def test_bad_sweep_file_names_the_key_and_writes_nothing(tmp_path: Path, text: str, key: str,
                                                           what: str) -> None:
     """Exit 2, the message names the file, the key and what is accepted; no output dir."""

@@ -74,6 +74,10 @@ def test_bad_sweep_is_422_naming_each_key_and_nothing_is_kept(client: TestClient
                        'seeds = 1000\n[axes]\nvcpus = [512, 511]\n')
     assert huge.status_code == 422 and huge.json()["detail"][0]["field"] == "axes"
     assert "h of CPU" in huge.json()["message"]
+    costly = client.post("/api/sweeps", content='scenario = "conversion"\nduration_us = 100\n'
+                         '[axes]\n"workload.zap_interval_ns" = [0]\n')
+    assert costly.status_code == 422
+    assert costly.json()["detail"][0]["field"] == "axes.workload.zap_interval_ns"
     assert client.post("/api/sweeps", content=b"\xff\xfe").status_code == 422
     assert client.get("/api/sweeps").json() == []
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from app.cli import export_format, main
 from engine.scenario import BUILTIN_NAMES
 
 CONTRACT_KEYS = {"config", "sim_ns", "events", "attempts", "busy", "retries", "giveups",
@@ -131,3 +133,83 @@ def test_console_script_entry_point_works() -> None:
                            "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sim_ns"] == 300_000
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--export", ""], "--export"),
+    (["--scenario", ""], "--scenario"),
+    (["--scenario-file", ""], "--scenario-file"),
+    (["--format", "csv"], "only with --export"),
+])
+def test_empty_values_and_a_lone_format_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--duration-us", "100", *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _export_error(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    began = time.monotonic()
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--duration-us", "100000000", "--export", str(path)])
+    assert exc.value.code == 2
+    assert time.monotonic() - began < 5  # refused before 100 s of simulated time
+    return capsys.readouterr().err
+
+
+def test_export_to_a_directory_is_refused_before_simulating(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _export_error(tmp_path, capsys)
+    assert str(tmp_path) in err and "is a directory" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no DIR.partial
+
+
+def test_export_to_an_unwritable_path_is_refused_before_simulating(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    target = Path("/sys/tdx-contention-test.jsonl")
+    if os.access("/sys", os.W_OK) and not Path("/sys/kernel").is_dir():
+        pytest.skip("/sys is writable here")
+    err = _export_error(target, capsys)
+    assert str(target) in err and "cannot write" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "first"), [("log.csv", "seq,t_ns"), ("trace.json", '{"traceEvents"'),
+                                             ("log.jsonl", '{"seq":0'), ("log.txt", '{"seq":0')])
+def test_the_format_comes_from_the_file_name(tmp_path: Path, name: str, first: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / name
+    assert main(["run", "--duration-us", "200", "--export", str(path)]) == 0
+    assert path.read_text().startswith(first)
+    assert export_format(path, "jsonl") == "jsonl"  # --format wins when given
+
+
+def test_run_refuses_an_unaffordable_vcpu_count(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\ndescription = "d"\n[workload]\nmulti_gfn_fraction = 0.5\n'
+                    "multi_gfn_count = 200000\n")
+    assert main(["validate", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--scenario-file", str(path), "--vcpus", "512"]) == 2
+    err = capsys.readouterr().err
+    assert "workload.multi_gfn_count" in err and str(path) in err
+
+
+def test_validate_refuses_a_zero_zap_interval(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "z.toml"
+    path.write_text('name = "z"\ndescription = "d"\n[workload]\nzap_pages = 4\n'
+                    "zap_interval_ns = 0\n")
+    assert main(["validate", str(path)]) == 1
+    assert f"{path}: workload.zap_interval_ns:" in capsys.readouterr().err
+
+
+def test_serve_with_a_file_as_data_dir_is_a_clean_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f").write_text("")
+    assert main(["serve", "--port", "0", "--data-dir", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "f") in err and "Traceback" not in err
