@@ -113,6 +113,14 @@ class Runner(Comparing):
         """The current run's recipe, or that of the live run (or twin) named `run_id`."""
         return await self.call(lambda: self._recipe(run_id))
 
+    def events_of(self, run_id: str) -> int | None:
+        """How many records the live run (or twin) `run_id` has so far, to size its
+        export; None for a run that is not live (read on the loop: one int)."""
+        for live in (self.run, self.twin.run if self.twin is not None else None):
+            if live is not None and live.run_id == run_id:
+                return live.tally.events
+        return None
+
     async def compare_on(self, body: Any) -> dict[str, Any]:
         return await self.call(lambda: self._compare_on(body))
 
@@ -250,10 +258,11 @@ class Runner(Comparing):
         twin = None
         if self.twin is not None:
             behind = self.twin.behind(run.sim.now)
-            twin_frame, twin_part = self.twin.run.frame(behind)
-            body = twin_frame.model_dump(exclude={"type", "twin", "pace", "sent_at"})
-            twin = {**body, "changes": self.twin.changes, "catching_up": behind}
+            twin_message, twin_part = self.twin.run.frame(behind)
             self.metrics.add(twin_part.tally, run=TWIN, sim_ns=self.twin.run.sim.now)
+            self.metrics.set_config(self.twin.run.sim.config, run=TWIN)  # its live changes
+            body = twin_message.model_dump(exclude={"type", "twin", "pace", "sent_at"})
+            twin = {**body, "changes": self.twin.changes, "catching_up": behind}
         message, part = run.frame(run.lagging, pace=self.pace, twin=twin)
         self.metrics.add(part.tally, sim_ns=run.sim.now)
         self.hub.publish_threadsafe(message.model_dump_json())

@@ -160,5 +160,7 @@ class Comparing:
         if self.twin is not None:
             self.store.save_run(self.twin.run.settle())
         self.twin = Twin(self.run, self.compare)
+        self.metrics.remove(TWIN)  # a new twin's counts start from zero
+        self.metrics.set_config(self.twin.run.sim.config, run=TWIN, run_id=self.twin.run.run_id)
         self.store.save_run(self.twin.run.settle())
         self.metrics.set_config(self.twin.run.sim.config, run=TWIN, run_id=self.twin.run.run_id)
