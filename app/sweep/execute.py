@@ -65,7 +65,7 @@ def connect(address: str) -> Any:
         raise RuntimeError("--scheduler needs dask.distributed: pip install "
                            "'tdx-contention[dask]'") from exc
     try:
-        return Client(address, timeout="10s", set_as_default=False)
+        return Client(address, timeout="10s", set_as_default=False)  # type: ignore[no-untyped-call, unused-ignore]
     except (OSError, TimeoutError) as exc:
         raise RuntimeError(f"no Dask scheduler answers at {address}: {exc}") from None
 
@@ -78,7 +78,7 @@ def dask(tasks: list[Task], client: Any, stop: threading.Event) -> Iterator[Outc
     futures = client.map(run_task, tasks, pure=False)
     by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
     try:
-        for future in as_completed(futures, loop=client.loop):
+        for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call, unused-ignore]
             task = by_key[future.key]
             if future.status == "error":
                 yield task, None, _error(future.exception())
