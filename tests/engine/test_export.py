@@ -207,7 +207,7 @@ def test_kvm_bug_record_has_no_duplicate_keys() -> None:
 
 def _chrome(config: Config, end_ns: int, timeline: list[tuple[int, dict[str, Any]]] | None = None,
             expected_records: int | None = None) -> dict[str, Any]:
-    recs = replay(config, timeline or [], end_ns) if timeline else records(config, None, end_ns)
+    recs = records(config, None, end_ns, timeline)
     trace: dict[str, Any] = json.loads("".join(chunks("chrome", recs, config.to_dict(),
                                                       expected_records)))
     return trace

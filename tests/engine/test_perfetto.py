@@ -11,7 +11,6 @@ from engine.config import Config
 from engine.export import encode
 from engine.perfetto import BATCH_RECORDS
 from engine.run import records
-from engine.sim import replay
 from engine.status import OPERANDS, status_hex
 from tests.engine.support import CALL_KINDS
 
@@ -66,7 +65,7 @@ def _value(note: Any, values: dict[int, str]) -> Any:
 
 def _trace(config: Config, end_ns: int, timeline: list[tuple[int, dict[str, Any]]] | None = None,
            ) -> tuple[list[tuple[Any, ...]], Parsed]:
-    recs = list(replay(config, timeline, end_ns) if timeline else records(config, None, end_ns))
+    recs = list(records(config, None, end_ns, timeline))
     return recs, Parsed(b"".join(encode("perfetto", iter(recs), config.to_dict())))
 
 
