@@ -120,10 +120,11 @@ async def stats(request: Request) -> dict[str, Any]:
 async def runs(request: Request) -> list[dict[str, Any]]:
     current = await _runner(request).current()
     stored = await anyio.to_thread.run_sync(request.app.state.store.runs)
+    live = current["listings"]  # the current run and its compare twin, up to the moment
     out = []
     for record in stored:
-        if record.run_id == current["run_id"]:
-            out.append({**current["listing"], "current": True, "state": current["state"]})
+        if record.run_id in live:
+            out.append({**live[record.run_id], "current": True, "state": current["state"]})
         else:
             out.append({**record.listing(), "current": False})
     return out
@@ -138,7 +139,8 @@ async def export_current(request: Request,
     _check_format(format)
     runner = _runner(request)
     recipe = await runner.recipe()
-    return _stream(request, format, recipe, runner.run.tally.events)
+    assert recipe is not None  # the current run always has one
+    return _stream(request, format, recipe, runner.events_of(recipe.run_id))
 
 
 @router.get("/api/runs/{run_id}/export", tags=["exports", "runs"],
@@ -150,10 +152,9 @@ async def export_run(request: Request, run_id: str,
                      ) -> Response:
     _check_format(format)
     runner = _runner(request)
-    if run_id == runner.run.run_id:
-        recipe = await runner.recipe()
-        if recipe.run_id == run_id:
-            return _stream(request, format, recipe, runner.run.tally.events)
+    recipe = await runner.recipe(run_id)  # a live run (or twin) up to now
+    if recipe is not None:
+        return _stream(request, format, recipe, runner.events_of(run_id))
     record = await anyio.to_thread.run_sync(request.app.state.store.run, run_id)
     if record is None:
         raise HTTPException(404, f"unknown run {run_id!r}")

@@ -1,21 +1,48 @@
-"""Frames: what changed in a run's tally during one tick, as the wire's `frame` message."""
+"""Frames: what changed in a run's counts during one tick, as the wire's `frame` message."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.schema import Frame, Totals
+from engine.records import BUSY, GIVEUP, Record
 from engine.status import LEAVES, OPERANDS
 from engine.summary import Tally
 
 K = TypeVar("K")
+OPERAND_INDEX = {name: i for i, name in enumerate(OPERANDS)}
+LEAF_INDEX = {name: i for i, name in enumerate(LEAVES)}
+Pairs = dict[tuple[str, str], int]  # (operand, leaf) -> BUSY records
+
+
+class Counts:
+    """A run's tally plus BUSY by (operand, leaf), which the summary does not keep.
+
+    The pairs say which leaf met which lock (the page's caption); they cost one more pass
+    over each slice's records, a test of the outcome per record.
+    """
+
+    __slots__ = ("tally", "pairs")
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.pairs: Pairs = {}
+
+    def add(self, records: list[Record]) -> None:
+        self.tally.add(records)
+        pairs = self.pairs
+        for rec in records:
+            outcome = rec[8]
+            if outcome == BUSY or outcome == GIVEUP:
+                key = (rec[6], rec[4])
+                pairs[key] = pairs.get(key, 0) + 1
 
 
 @dataclass
 class Snapshot:
-    """A copy of a Tally's counts, cheap to take ten times a second (the dicts are tiny)."""
+    """A copy of a run's counts, cheap to take at every bin edge (the dicts are tiny)."""
 
     events: int = 0
     attempts: int = 0
@@ -26,18 +53,21 @@ class Snapshot:
     busy_by_operand: dict[str, int] = field(default_factory=dict)
     by_leaf: dict[str, list[int]] = field(default_factory=dict)
     calls_by_attempts: dict[int, int] = field(default_factory=dict)
+    pairs: Pairs = field(default_factory=dict)
 
     @classmethod
-    def of(cls, tally: Tally) -> Snapshot:
+    def of(cls, counts: Counts) -> Snapshot:
+        tally = counts.tally
         return cls(tally.events, tally.attempts, tally.busy, tally.retries, tally.giveups,
                    tally.zero_step_activations, dict(tally.busy_by_operand),
                    {leaf: list(c) for leaf, c in tally.by_leaf.items()},
-                   dict(tally.calls_by_attempts))
+                   dict(tally.calls_by_attempts), dict(counts.pairs))
 
 
-def difference(now: Snapshot, before: Snapshot) -> Tally:
-    """The counts added between two snapshots, as a Tally (what metrics take)."""
-    part = Tally()
+def difference(now: Snapshot, before: Snapshot) -> Counts:
+    """The counts added between two snapshots (its tally is what metrics take)."""
+    out = Counts()
+    part = out.tally
     part.events = now.events - before.events
     part.attempts = now.attempts - before.attempts
     part.busy = now.busy - before.busy
@@ -51,27 +81,56 @@ def difference(now: Snapshot, before: Snapshot) -> Tally:
         delta = [a - b for a, b in zip(counts, old, strict=True)]
         if any(delta):
             part.by_leaf[leaf] = delta
-    return part
+    out.pairs = _minus(now.pairs, before.pairs)
+    return out
 
 
 def _minus(now: dict[K, int], before: dict[K, int]) -> dict[K, int]:
     return {k: n - before.get(k, 0) for k, n in now.items() if n != before.get(k, 0)}
 
 
-def frame(run_id: str, seq: int, t0_ns: int, t_ns: int, part: Tally, total: Tally,
-          lagging: bool, retry_max: int) -> Frame:
+def piece(index: int, part: Counts) -> dict[str, Any]:
+    """One bin's counts (or the part of them simulated in this frame), compact for the wire:
+    operands and leaves as lists in hello's order, BUSY pairs as [operand, leaf, n] indices."""
+    tally = part.tally
+    return {
+        "i": index,
+        "attempts": tally.attempts, "retries": tally.retries, "giveups": tally.giveups,
+        "zero_step": tally.zero_step_activations,
+        "busy": [tally.busy_by_operand.get(op, 0) for op in OPERANDS],
+        "leaf": [tally.by_leaf[leaf][1] if leaf in tally.by_leaf else 0 for leaf in LEAVES],
+        "pairs": sorted([OPERAND_INDEX[op], LEAF_INDEX[leaf], n]
+                        for (op, leaf), n in part.pairs.items()
+                        if op in OPERAND_INDEX and leaf in LEAF_INDEX),
+    }
+
+
+def calls_since(now: dict[int, int], mark: dict[int, int]) -> dict[str, int]:
+    """Completed calls by attempts since `mark` was taken, keyed as on the wire."""
+    return {str(k): v for k, v in sorted(_minus(now, mark).items())}
+
+
+def frame(run_id: str, seq: int, t0_ns: int, t_ns: int, part: Counts, total: Tally,
+          lagging: bool, retry_max: int, **extra: Any) -> Frame:
     """The `frame` message for one tick: counts within it, and the run's totals."""
+    tally = part.tally
     return Frame(
         run_id=run_id, seq=seq, t0_ns=t0_ns, t_ns=t_ns,
-        attempts=part.attempts, retries=part.retries, giveups=part.giveups,
-        busy={op: part.busy_by_operand.get(op, 0) for op in OPERANDS},
-        busy_by_leaf={leaf: part.by_leaf[leaf][1] if leaf in part.by_leaf else 0
+        attempts=tally.attempts, retries=tally.retries, giveups=tally.giveups,
+        busy={op: tally.busy_by_operand.get(op, 0) for op in OPERANDS},
+        busy_by_leaf={leaf: tally.by_leaf[leaf][1] if leaf in tally.by_leaf else 0
                       for leaf in LEAVES},
-        zero_step_activations=part.zero_step_activations,
-        calls_by_attempts={str(k): v for k, v in sorted(part.calls_by_attempts.items())},
+        zero_step_activations=tally.zero_step_activations,
+        calls_by_attempts={str(k): v for k, v in sorted(tally.calls_by_attempts.items())},
         lagging=lagging, retry_max=retry_max,
-        totals=Totals(events=total.events, attempts=total.attempts, busy=total.busy,
-                      retries=total.retries, giveups=total.giveups,
-                      zero_step_activations=total.zero_step_activations),
+        totals=totals(total),
         sent_at=round(time.time(), 4),
+        **extra,
     )
+
+
+def totals(total: Tally) -> Totals:
+    return Totals(events=total.events, attempts=total.attempts, busy=total.busy,
+                  retries=total.retries, giveups=total.giveups,
+                  zero_step_activations=total.zero_step_activations)
+

@@ -10,28 +10,24 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import queue
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.frames import Snapshot, difference, frame
 from app.hub import Hub
-from app.metrics import Metrics
+from app.liverun import LiveRun, Recipe
+from app.metrics import TWIN, Metrics
+from app.pace import Pace
 from app.scenarios import Catalogue
 from app.schema import State
 from app.settings import Settings
-from app.store import RunRecord, Store, StoreError
+from app.store import Store, StoreError
 from app.supervise import RunnerUnavailable, Supervisor
+from app.twin import Comparing, Twin
 from engine import afford
 from engine.config import FIELDS, LIVE_FIELDS, Config, check_field
 from engine.errors import ConfigErrors, EngineError
-from engine.run import sim_extras
-from engine.scenario import Scenario
-from engine.sim import Simulation
-from engine.summary import Tally, summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,52 +38,14 @@ SLICE_WALL_S = 0.004  # aim for engine slices this long, so commands wait little
 # the GIL and make every socket write of the loop wait for a switch interval.
 QUIET_SHARE = 0.25
 MIN_SLICE_NS, MAX_SLICE_NS = 1_000, 50_000_000
+# A tick asks for at most this many bins of simulated time: beyond it the page's window
+# (600 bins) would scroll by in a few frames. The pace tile then shows the shortfall.
+MAX_BINS_PER_TICK = 200
+
+__all__ = ["Recipe", "Runner"]
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What `engine.sim.replay` needs to regenerate a run's records up to `end_ns`."""
-
-    run_id: str
-    config: Config
-    scenario: Scenario
-    timeline: list[tuple[int, dict[str, Any]]]
-    end_ns: int
-
-
-class LiveRun:
-    """The current run: its simulation, its running tally, and its stored record."""
-
-    def __init__(self, config: Config, scenario: Scenario, scenario_toml: str | None) -> None:
-        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        self.initial = config
-        self.scenario = scenario
-        self.sim = Simulation(config, scenario)
-        self.tally = Tally()
-        self.frames = 0
-        self.lagging = False
-        self.record = RunRecord(run_id=run_id, created=time.time(), scenario=config.scenario,
-                                config=config.to_dict(), scenario_toml=scenario_toml)
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    def summary(self) -> dict[str, Any]:
-        return summary(self.sim.config.to_dict(), self.sim.now, self.tally, sim_extras(self.sim))
-
-    def settle(self) -> RunRecord:
-        """Bring the stored record up to the simulation's present."""
-        self.record.end_ns = self.sim.now
-        self.record.summary = self.summary()
-        return self.record
-
-    def recipe(self) -> Recipe:
-        return Recipe(self.run_id, self.initial, self.scenario, list(self.record.timeline),
-                      self.sim.now)
-
-
-class Runner:
+class Runner(Comparing):
     """Start, pause, reset, live changes and new runs; frames to the hub; records to the store."""
 
     def __init__(self, settings: Settings, store: Store, catalogue: Catalogue, hub: Hub,
@@ -103,8 +61,12 @@ class Runner:
         self._commands = queue.Queue()
         self._stopping = threading.Event()
         self._slice_ns = 100_000
-        self._tick: tuple[int, int, Snapshot] | None = None  # (t0_ns, target_ns, counts at t0)
+        self._target_ns: int | None = None  # where this tick's slices aim, while running
         self._persisted_at = 0.0
+        self._pace = Pace()
+        self.pace: dict[str, Any] = {}
+        self.compare: dict[str, Any] | None = None  # what the twin changes, while comparing
+        self.twin: Twin | None = None
         self.error: str | None = None  # why the run was paused by a failure, shown to users
         self.supervisor = Supervisor(settings.call_timeout_s, settings.restart_delay_s)
         self.run = self._open_run(Config())
@@ -144,13 +106,29 @@ class Runner:
         return await self.call(self._stats)
 
     async def current(self) -> dict[str, Any]:
-        """run_id, state, config and the run's listing, consistent with each other."""
-        return await self.call(lambda: {"run_id": self.run.run_id, "state": self.state,
-                                        "config": self.run.sim.config.to_dict(),
-                                        "listing": self.run.settle().listing()})
+        """run_id, state, config and the listings of the run and its twin, consistent."""
+        return await self.call(self._current)
 
-    async def recipe(self) -> Recipe:
-        return await self.call(self.run.recipe)
+    async def recipe(self, run_id: str | None = None) -> Recipe | None:
+        """The current run's recipe, or that of the live run (or twin) named `run_id`."""
+        return await self.call(lambda: self._recipe(run_id))
+
+    def events_of(self, run_id: str) -> int | None:
+        """How many records the live run (or twin) `run_id` has so far, to size its
+        export; None for a run that is not live (read on the loop: one int)."""
+        for live in (self.run, self.twin.run if self.twin is not None else None):
+            if live is not None and live.run_id == run_id:
+                return live.tally.events
+        return None
+
+    async def compare_on(self, body: Any) -> dict[str, Any]:
+        return await self.call(lambda: self._compare_on(body))
+
+    async def compare_off(self) -> dict[str, Any]:
+        return await self.call(self._compare_off)
+
+    async def compare_info(self) -> dict[str, Any]:
+        return await self.call(self._compare_info)
 
     # -- thread lifetime ---------------------------------------------------------------
     def start_thread(self) -> None:
@@ -175,7 +153,7 @@ class Runner:
         """Pause the run because of `exc`; the error goes to the page and GET /api/stats."""
         log.error("runner: run %s paused: %s", self.run.run_id, exc, exc_info=exc)
         self.error = f"{type(exc).__name__}: {exc}"
-        self._tick = None
+        self._target_ns = None
         self.state = PAUSED
         if not isinstance(exc, StoreError):
             try:
@@ -197,9 +175,10 @@ class Runner:
                 if deadline <= now:  # fell behind by a whole tick: do not burst frames
                     deadline = now + self.interval_s
                 work_from = deadline - self.interval_s * (1 - QUIET_SHARE)
-            elif self.state == RUNNING and self._tick and self.run.sim.now < self._tick[1]:
+            elif (self.state == RUNNING and self._target_ns is not None
+                  and self.run.sim.now < self._target_ns):
                 if now >= work_from:
-                    self._step(self._tick[1], deadline)
+                    self._step(self._target_ns)
                 else:
                     self._run_commands(block_s=work_from - now)
             else:
@@ -230,52 +209,68 @@ class Runner:
                 return
 
     # -- engine steps and frames ---------------------------------------------------------
-    def _step(self, target_ns: int, deadline: float) -> None:
-        sim = self.run.sim
-        step_ns = min(target_ns - sim.now, self._slice_ns)
+    def _step(self, target_ns: int) -> None:
+        """One engine slice: the twin's while it catches up, else both runs to one time."""
+        run, twin = self.run, self.twin
+        lead = twin.run if twin is not None and twin.behind(run.sim.now) else run
+        start_ns = lead.sim.now
         began = time.perf_counter()
         try:
-            self.run.tally.add(sim.run_until(sim.now + step_ns))
+            if twin is not None and lead is twin.run:
+                twin.catch_up(run.sim.now, self._slice_ns)
+            else:
+                end_ns = run.step_end(target_ns, self._slice_ns)
+                run.advance(end_ns)
+                if twin is not None:  # lockstep: the same slice, so the same bin edges
+                    twin.run.advance(end_ns)
         except Exception as exc:  # a broken invariant or a bug: keep serving, stop this run
             self._fail(exc)
             return
         took = time.perf_counter() - began
-        if step_ns == self._slice_ns:  # a whole slice: learn how long slices take
+        step_ns = lead.sim.now - start_ns
+        if step_ns * 2 >= self._slice_ns:  # near a whole slice (bin edges cut some short)
             wanted = int(step_ns * SLICE_WALL_S / max(took, 1e-6))
             self._slice_ns = max(MIN_SLICE_NS, min(MAX_SLICE_NS, (self._slice_ns + wanted) // 2))
 
     def _begin_tick(self) -> None:
-        now_ns = self.run.sim.now
-        per_tick_ns = max(1, int(self.run.sim.config.speed * 1000 * self.interval_s))
-        self._tick = (now_ns, now_ns + per_tick_ns, Snapshot.of(self.run.tally))
+        run = self.run
+        per_tick_ns = max(1, int(run.sim.config.speed * 1000 * self.interval_s))
+        self._target_ns = run.sim.now + min(per_tick_ns, MAX_BINS_PER_TICK * run.bins.width_ns)
 
     def _end_tick(self, wall: float) -> None:
-        if self._tick is not None:
-            t0_ns, target_ns, before = self._tick
-            run = self.run
-            part = difference(Snapshot.of(run.tally), before)
-            run.lagging = run.sim.now < target_ns
-            self.metrics.add(part, sim_ns=run.sim.now)
-            message = frame(run.run_id, run.frames, t0_ns, run.sim.now, part, run.tally,
-                            run.lagging, run.sim.config.retry_max)
-            run.frames += 1
-            self._tick = None
+        if self._target_ns is not None:
             # Stored before it is shown: a kill loses at most the frame being built.
             if wall - self._persisted_at >= self.settings.persist_interval_s:
                 try:
                     self._persist()
                 except StoreError as exc:  # disk full, say: pause the run, keep serving
                     self._fail(exc)
-            self.hub.publish_threadsafe(message.model_dump_json())
+            self._publish_frame(wall)
         if self.state == RUNNING:
             self._begin_tick()
 
+    def _publish_frame(self, wall: float) -> None:
+        """The frame of what both runs simulated since the last one, even if short of a tick."""
+        self._target_ns = None
+        run = self.run
+        self.pace = self._pace.tick(wall, run.sim.now, run.sim.config.speed)
+        run.lagging = self.pace["lagging"]
+        twin = None
+        if self.twin is not None:
+            behind = self.twin.behind(run.sim.now)
+            twin_message, twin_part = self.twin.run.frame(behind)
+            self.metrics.add(twin_part.tally, run=TWIN, sim_ns=self.twin.run.sim.now)
+            self.metrics.set_config(self.twin.run.sim.config, run=TWIN)  # its live changes
+            body = twin_message.model_dump(exclude={"type", "twin", "pace", "sent_at"})
+            twin = {**body, "changes": self.twin.changes, "catching_up": behind}
+        message, part = run.frame(run.lagging, pace=self.pace, twin=twin)
+        self.metrics.add(part.tally, sim_ns=run.sim.now)
+        self.hub.publish_threadsafe(message.model_dump_json())
+
     def _flush_tick(self) -> None:
-        """Count a partial tick into the metrics before the run or its state changes."""
-        if self._tick is not None:
-            self.metrics.add(difference(Snapshot.of(self.run.tally), self._tick[2]),
-                             sim_ns=self.run.sim.now)
-            self._tick = None
+        """Send what the tick simulated so far, before the run or its state changes."""
+        if self._target_ns is not None:
+            self._publish_frame(time.monotonic())
 
     # -- commands (runner thread) ------------------------------------------------------
     def _set_state(self, state: str) -> dict[str, Any]:
@@ -284,6 +279,7 @@ class Runner:
                 self._flush_tick()
             self.state = state
             if state == RUNNING:
+                self._pace.restart()
                 self.error = None
                 self._begin_tick()
             self._persist()
@@ -293,7 +289,10 @@ class Runner:
     def _reset(self) -> dict[str, Any]:
         self._flush_tick()
         self.state = PAUSED
-        self._new_run(self.run.sim.config)  # with the live changes made so far
+        if self.run.untouched:  # nothing to reset: a new run would only be an empty one
+            self._broadcast()
+        else:
+            self._new_run(self.run.sim.config)  # with the live changes made so far
         return {"state": self.state, "run_id": self.run.run_id}
 
     def _patch(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -303,9 +302,8 @@ class Runner:
             raise ConfigErrors(errors)
         current = self.run.sim.config
         if changes.get("scenario", current.scenario) != current.scenario:
-            # A scenario file's [td] table sets its TD's defaults; the body's fields win.
-            scenario, _ = self.catalogue.get(changes["scenario"])
-            changes = {**scenario.td, **changes}
+            changes = {**self.catalogue.td_defaults(current.scenario, changes["scenario"]),
+                       **changes}
         new = current.with_changes(changes)
         if any(getattr(new, k) != getattr(current, k) for k in FIELDS if k not in LIVE_FIELDS):
             # A different TD: a new run, in the state the old one was in. Its cost is
@@ -327,14 +325,20 @@ class Runner:
             except StoreError:
                 self.run.record.timeline.pop()
                 raise
-            self.run.sim.apply(live)
+            self.run.apply(live, recorded=True)
+            if self.twin is not None:
+                self.twin.control(self.run.sim.now, live)
             self.metrics.set_config(new)
             self._broadcast()
         return self.run.sim.config.to_dict()
 
     def _stats(self) -> dict[str, Any]:
+        twin = None
+        if self.twin is not None:
+            twin = {**self.twin.run.summary(), **self.twin.info(self.run.sim.now)}
         return {**self.run.summary(), "run_id": self.run.run_id, "state": self.state,
-                "lagging": self.run.lagging and self.state == RUNNING, "error": self.error}
+                "lagging": self.run.lagging and self.state == RUNNING, "error": self.error,
+                "pace": self.pace, "bin_ns": self.run.bins.width_ns, "twin": twin}
 
     # -- runs --------------------------------------------------------------------------
     def _open_run(self, config: Config) -> LiveRun:
@@ -348,7 +352,10 @@ class Runner:
     def _new_run(self, config: Config) -> None:
         self._persist()
         self.run = self._open_run(config)
+        self._pace.restart()
         self.error = None
+        if self.compare is not None:
+            self._start_twin()
         self._broadcast()
 
     def _persist(self) -> None:
@@ -356,9 +363,12 @@ class Runner:
         route answers 503) or _end_tick; either pauses the run (_fail)."""
         self._persisted_at = time.monotonic()
         self.store.save_run(self.run.settle())
+        if self.twin is not None:
+            self.store.save_run(self.twin.run.settle())
 
     def _broadcast(self) -> None:
         message = State(run_id=self.run.run_id, state=self.state,  # type: ignore[arg-type]
                         config=self.run.sim.config.to_dict(), lagging=self.run.lagging,
-                        error=self.error)
+                        compare=self._compare_info(), controls=self.run.controls(),
+                        bin_ns=self.run.bins.width_ns, error=self.error)
         self.hub.publish_threadsafe(message.model_dump_json())

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from app.store import Store
+from engine.config import Config
 from engine.errors import ScenarioError
 from engine.scenario import Scenario, builtin_scenario, builtin_scenarios, parse
 
@@ -61,6 +62,17 @@ class Catalogue:
             self._posted[scenario.name] = (scenario, text)
         return scenario
 
+    def td_defaults(self, old_name: str, new_name: str) -> dict[str, Any]:
+        """What choosing `new_name` over `old_name` sets: the new scenario's [td] table, and
+        the contract's defaults back for fields that only the old one's [td] set (so going
+        back to a built-in from a one-vCPU selftest restores 8 vCPUs)."""
+        new, _ = self.get(new_name)
+        try:
+            old_td = self.get(old_name)[0].td
+        except ScenarioError:  # the old scenario is gone: nothing of it to undo
+            old_td = {}
+        defaults = Config()
+        return {**{k: getattr(defaults, k) for k in old_td if k not in new.td}, **new.td}
     def delete(self, name: str, in_use: str) -> bool:
         """Forget a posted scenario; False if there is none of that name. ScenarioInUse for
         a built-in one or the one named `in_use` (the current run's)."""
@@ -81,7 +93,7 @@ class Catalogue:
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:
             posted = [s for s, _ in self._posted.values()]
-        return ([{"name": s.name, "description": s.description, "builtin": True}
+        return ([{"name": s.name, "description": s.description, "builtin": True, "td": s.td}
                  for s in self._builtin.values()]
-                + [{"name": s.name, "description": s.description, "builtin": False}
+                + [{"name": s.name, "description": s.description, "builtin": False, "td": s.td}
                    for s in posted])

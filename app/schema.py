@@ -163,6 +163,7 @@ class ScenarioInfo(BaseModel):
     name: str
     description: str
     builtin: bool = True
+    td: dict[str, Any] = {}  # the config defaults its [td] table sets
 
 
 class ExportFormat(BaseModel):
@@ -206,6 +207,11 @@ class Hello(_Message):
     limits: dict[str, list[int]]
     frame_interval_ms: int
     token_required: bool
+    bin_ns: int = 0
+    controls: list[dict[str, Any]] = []
+    compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
+    compare_fields: list[str] = []
+    holders: list[dict[str, str]] = []  # lock holders the records imply (see app/ws.py)
     error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}
@@ -241,6 +247,13 @@ class Frame(_Message):
     retry_max: int
     totals: Totals
     sent_at: float = 0.0  # wall-clock time (Unix seconds) the runner published the frame
+    # Fixed bins of simulated time: each piece {"i": bin index (t = i * bin_ns), counts};
+    # a bin's pieces from consecutive frames add up (see app/liverun.py Bins).
+    bin_ns: int = 0
+    bins: list[dict[str, Any]] = []
+    calls_since_change: dict[str, int] = {}  # since retry max or policy last changed
+    pace: dict[str, Any] | None = None  # achieved / requested speed, frames a second
+    twin: dict[str, Any] | None = None  # the twin's counters for this frame, when comparing
 
 
 class State(_Message):
@@ -251,6 +264,9 @@ class State(_Message):
     state: Literal["running", "paused"]
     config: dict[str, Any]
     lagging: bool = False
+    compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
+    controls: list[dict[str, Any]] = []  # live changes: {"t_ns", "changes": {f: [old, new]}}
+    bin_ns: int = 0
     error: str | None = None  # why the run was paused by a failure (engine or storage)
 
 

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     timeline TEXT NOT NULL,
     end_ns INTEGER NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    twin_of TEXT
 );
 CREATE TABLE IF NOT EXISTS scenarios (
     name TEXT PRIMARY KEY,
@@ -53,11 +54,14 @@ class RunRecord:
     end_ns: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
     scenario_toml: str | None = None
+    twin_of: str | None = None  # a compare twin: the run it is the twin of
 
     def listing(self) -> dict[str, Any]:
         """The run as GET /api/runs shows it."""
         return {"run_id": self.run_id, "created": self.created, "scenario": self.scenario,
                 "config": self.config, "end_ns": self.end_ns, "controls": len(self.timeline),
+                "changed_live": bool(self.timeline), "twin_of": self.twin_of,
+                "timeline": [{"t_ns": t, "changes": c} for t, c in self.timeline],
                 "summary": self.summary}
 
 
@@ -94,6 +98,7 @@ class Store:
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(problems[:3]))
             db.executescript(SCHEMA)
+            _add_twin_of(db)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot use the run history: {exc} (move the file "
                              "away to start a new history)") from None
@@ -115,10 +120,10 @@ class Store:
     def save_run(self, run: RunRecord) -> None:
         row = (run.run_id, run.created, run.scenario, run.scenario_toml,
                json.dumps(run.config), json.dumps(run.timeline), run.end_ns,
-               json.dumps(run.summary))
+               json.dumps(run.summary), run.twin_of)
         with self._io(f"store run {run.run_id}") as db:
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE "
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE "
                 "SET timeline=excluded.timeline, end_ns=excluded.end_ns, "
                 "summary=excluded.summary", row)
 
@@ -158,6 +163,13 @@ class Store:
                 "SELECT name, toml FROM scenarios ORDER BY created, rowid").fetchall())
 
 
+def _add_twin_of(db: sqlite3.Connection) -> None:
+    """Data dirs from before compare twins have no twin_of column: add it."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    if "twin_of" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN twin_of TEXT")
+
+
 def _take_lock(data_dir: Path) -> IO[str]:
     """The data dir's lock file, locked; StoreError if another server holds it."""
     if data_dir.exists() and not data_dir.is_dir():
@@ -185,7 +197,7 @@ def _take_lock(data_dir: Path) -> IO[str]:
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
-    run_id, created, scenario, scenario_toml, config, timeline, end_ns, summary = row
+    run_id, created, scenario, scenario_toml, config, timeline, end_ns, summary, twin_of = row
     if not isinstance(run_id, str) or not isinstance(end_ns, int):
         raise ValueError("run_id or end_ns has the wrong type")
     loaded = json.loads(config)
@@ -194,4 +206,5 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(run_id=run_id, created=float(created), scenario=str(scenario),
                      config=loaded,
                      timeline=[(int(t), dict(c)) for t, c in json.loads(timeline)],
-                     end_ns=end_ns, summary=json.loads(summary), scenario_toml=scenario_toml)
+                     end_ns=end_ns, summary=json.loads(summary), scenario_toml=scenario_toml,
+                     twin_of=twin_of)

@@ -14,11 +14,18 @@ from app.hub import Hub
 from app.runner import Runner
 from app.schema import Error, Hello, Pong, ScenarioInfo
 from app.security import POLICY_VIOLATION
+from app.twin import COMPARE_FIELDS
 from engine.afford import MAX_NESTING, nesting_depth
 from engine.config import LIVE_FIELDS, MODULE_VERSIONS, POLICIES, RETRY_MAX_RANGE, VCPUS_RANGE
 from engine.status import LEAVES, OPERAND_IDS, OPERANDS, TDX_OPERAND_BUSY, status_hex
 
 router = APIRouter()
+# Holders the records do not name but the model fixes: every TDH.VP.ENTER on which the
+# zero-step filter fired tried SEPT_TREE exclusively (MODEL.md section 4), so BUSY on
+# SEPT_TREE in a window with zero-step activations had those entries as a holder. The
+# page names a holder only when its `series` shows activity in the window.
+HOLDERS = [{"operand": "SEPT_TREE", "leaf": "TDH.VP.ENTER", "label": "zero-step",
+            "series": "zero_step"}]
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4096  # a client sends pings; uvicorn's own cap (ws_max_size) is 64 KiB
 RATE_PER_S, BURST = 20.0, 40  # messages a client may send: a token bucket
@@ -39,6 +46,9 @@ def hello(websocket: WebSocket) -> Hello:
         limits={"retry_max": list(RETRY_MAX_RANGE), "vcpus": list(VCPUS_RANGE)},
         frame_interval_ms=state.settings.frame_interval_ms,
         token_required=state.settings.token_required,
+        bin_ns=run.bins.width_ns, controls=run.controls(),
+        compare=runner.compare_snapshot(), compare_fields=list(COMPARE_FIELDS),
+        holders=HOLDERS,
         error=runner.error,
     )
 

@@ -13,10 +13,13 @@ performance.now() figures:
 - per chart: the median Plotly.react call for each plot, by element id (#heatmap, which
   holds the retry timeline too; #histogram), and how many times it was drawn.
 
+Frames carry a compare twin (the page draws both heatmaps, both timelines and both
+histograms) unless --no-twin is given.
+
 --compare DIR also measures the page in DIR (another checkout's static/, for before and
 after figures from one run on one machine), alternating with this one for --rounds rounds.
 
-    python bench/page.py [--seconds 10] [--rounds 1] [--compare DIR] [--zero-step-every 5]
+    python bench/page.py [--seconds 10] [--rounds 1] [--compare DIR] [--no-twin] [--zero-step-every 5]
                          [--width 1280 --height 720]
 """
 
@@ -54,22 +57,34 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # Runs in the page: a 600-bin backlog, then frames at 10 per second, then the figures.
-FEED_JS = """async ([seconds, backlog, zeroStepEvery]) => {
+FEED_JS = """async ([seconds, backlog, zeroStepEvery, compare]) => {
   const d = window.tdxDashboard;
   const ops = d.store.hello.operands, leaves = d.store.hello.leaves;
   let seq = 0, t = 0;
-  const frame = () => {
+  const counters = (runId, i) => {
     const busy = {}, byLeaf = {}, calls = {};
-    ops.forEach((o, i) => busy[o] = Math.floor(Math.random() * (i === 0 ? 40 : 8)));
-    leaves.forEach((l) => byLeaf[l] = Math.floor(Math.random() * 6));
+    const busyList = ops.map((o, k) => Math.floor(Math.random() * (k === 0 ? 40 : k < 3 ? 8 : 0)));
+    ops.forEach((o, k) => busy[o] = busyList[k]);
+    const leafList = leaves.map(() => Math.floor(Math.random() * 6));
+    leaves.forEach((l, k) => byLeaf[l] = leafList[k]);
     for (let a = 1; a <= 17; a++) calls[String(a)] = Math.floor(400 / (a * a));
-    const f = {type: "frame", run_id: "bench", seq, t0_ns: t, t_ns: t + 100000, attempts: 500,
-      retries: 40, giveups: seq % 7, busy, busy_by_leaf: byLeaf, zero_step_activations: seq % zeroStepEvery === 0 ? 2 : 0,
-      calls_by_attempts: calls, lagging: false, retry_max: 16,
+    const zs = seq % zeroStepEvery === 0 ? 2 : 0;
+    return {run_id: runId, seq, t0_ns: t, t_ns: t + 100000, attempts: 500, retries: 40, giveups: seq % 7, busy,
+      busy_by_leaf: byLeaf, zero_step_activations: zs, calls_by_attempts: calls, calls_since_change: calls,
+      lagging: false, retry_max: 16, bin_ns: 100000,
+      bins: [{i, attempts: 500, retries: 40, giveups: seq % 7, zero_step: zs, busy: busyList, leaf: leafList,
+              pairs: [[0, 1, busyList[0]], [1, 2, busyList[1]]]}],
       totals: {events: seq * 500, attempts: seq * 500, busy: seq * 40, retries: seq * 40, giveups: seq, zero_step_activations: seq}};
+  };
+  const frame = () => {
+    const f = {type: "frame", ...counters("bench", seq),
+      pace: {ratio: 1, fps: 10, achieved_speed: 1000, requested_speed: 1000, lagging: false}};
+    if (compare) f.twin = {...counters("bench-twin", seq), changes: {policy: "upstream"}, catching_up: false};
     seq += 1; t += 100000;
     return f;
   };
+  if (compare) d.handle({type: "state", run_id: "bench", state: "running", config: d.store.config,
+    compare: {on: true, changes: {policy: "upstream"}, run_id: "bench-twin"}, controls: [], bin_ns: 100000});
   for (let i = 0; i < backlog; i++) d.handle(frame());
   await new Promise((r) => setTimeout(r, 1500));
   d.perf.samples.length = 0; d.perf.applied.length = 0;
@@ -88,10 +103,10 @@ FEED_JS = """async ([seconds, backlog, zeroStepEvery]) => {
   });
   await new Promise((r) => setTimeout(r, 500));
   window.Plotly.react = react;
+  const heat = document.getElementById("heatmap").data.filter((tr) => tr.type === "heatmap");
   return {applied: d.perf.applied.slice(), samples: d.perf.samples.slice(), bins: d.store.x.length, charts,
-          rows: d.store.operands.names.length,
-          trace: document.getElementById("heatmap").data[0].type,
-          zShape: [document.getElementById("heatmap").data[0].z.length, document.getElementById("heatmap").data[0].z[0].length]};
+          rows: ops.length, heatmaps: heat.length,
+          trace: heat[0].type, zShape: [heat[0].z.length, heat[0].z[0].length]};
 }"""
 
 
@@ -105,7 +120,11 @@ def hello() -> dict[str, object]:
             "module_versions": ["1.0", "1.5"], "scenarios": [{"name": "zero-step", "description": ""}],
             "live_fields": ["policy", "retry_max", "zero_step", "speed"],
             "limits": {"retry_max": [0, 1024], "vcpus": [1, 512]}, "frame_interval_ms": 100,
-            "token_required": False}
+            "token_required": False, "bin_ns": 100000, "controls": [],
+            "compare": {"on": False, "changes": {}, "run_id": None},
+            "compare_fields": ["policy", "retry_max", "zero_step"],
+            "holders": [{"operand": "SEPT_TREE", "leaf": "TDH.VP.ENTER", "label": "zero-step",
+                         "series": "zero_step"}]}
 
 
 def file_server(static: Path) -> Callable[[Route], None]:
@@ -148,7 +167,8 @@ def measure(browser: Browser, static: Path, args: argparse.Namespace) -> dict[st
     page.route_web_socket("**/ws", on_socket)
     page.goto(f"{ORIGIN}/")
     page.wait_for_function("window.tdxDashboard && window.tdxDashboard.store.hello !== null")
-    result: dict[str, Any] = page.evaluate(FEED_JS, [args.seconds, args.backlog, args.zero_step_every])
+    result: dict[str, Any] = page.evaluate(
+        FEED_JS, [args.seconds, args.backlog, args.zero_step_every, not args.no_twin])
     page.close()
     return result
 
@@ -172,6 +192,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=600, help="frames fed before measuring")
     parser.add_argument("--compare", type=Path, help="another static/ to measure alongside this one")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each page, alternating")
+    parser.add_argument("--no-twin", action="store_true",
+                        help="no compare twin (by default frames carry one and the page shows both)")
     parser.add_argument("--zero-step-every", type=int, default=5, metavar="N",
                         help="zero-step activations in every Nth bin (1: every bin, as in a zero-step run)")
     args = parser.parse_args()
@@ -184,7 +206,7 @@ def main() -> None:
                 results[label].append(measure(browser, static, args))
         browser.close()
     first = results["this"][0]
-    print(f"heatmap: {first['trace']} {first['zShape'][0]} rows x {first['zShape'][1]} bins; "
+    print(f"heatmap: {first['heatmaps']} x {first['trace']} {first['zShape'][0]} rows x {first['zShape'][1]} bins; "
           f"{args.seconds:g} s at 10 frames/s, viewport {args.width}x{args.height}, {args.rounds} round(s)")
     for label, static in pages.items():
         pooled = {key: [v for r in results[label] for v in r[key]] for key in ("applied", "samples")}

@@ -60,8 +60,10 @@ class PerfettoWriter:
     """Turns records into packets on one TraceProtoBuilder per batch."""
 
     def __init__(self, config: dict[str, Any] | None) -> None:
-        # The perfetto package ships no type information.
-        from perfetto.trace_builder.proto_builder import (  # type: ignore[import-untyped]
+        # The perfetto package ships no type information, and the mypyc build (run in
+        # pip's isolated build environment, without the runtime dependencies) cannot
+        # see it at all: either error is expected.
+        from perfetto.trace_builder.proto_builder import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
             TraceProtoBuilder,
         )
 

@@ -92,13 +92,36 @@ export class Controls {
     useExportFormats(hello);
     setOptions(inputFor("policy"), hello.policies ?? []);
     setOptions(inputFor("module_version"), hello.module_versions ?? []);
-    setOptions(inputFor("scenario"), hello.scenarios ?? []);
+    this.applyScenarios(hello.scenarios ?? []);
     for (const [field, [lo, hi]] of Object.entries(hello.limits ?? {})) {
       const el = inputFor(field);
       if (el) { el.min = String(lo); el.max = String(hi); }
     }
     for (const el of inputs()) clearFieldError(el.dataset.field);
     this.applyConfig(hello.config, true);
+  }
+
+  /** The scenario list changed (another page uploaded one): keep the choice, add the rest. */
+  applyScenarios(scenarios) {
+    if (this.store.hello) this.store.hello.scenarios = scenarios;
+    const select = inputFor("scenario");
+    const chosen = select.value;
+    setOptions(select, scenarios);
+    if (chosen) select.value = chosen;
+  }
+
+  /** "vCPUs set to 1 by zero-step-selftest" for each field the scenario change moved. */
+  tdNotes(before, after, body) {
+    const scenario = (this.store.hello?.scenarios ?? []).find((s) => s.name === after.scenario);
+    const notes = [];
+    for (const [field, value] of Object.entries(after)) {
+      if (field in body || field === "scenario" || before?.[field] === value) continue;
+      const label = FIELD_LABELS[field] ?? field;
+      notes.push(scenario && field in (scenario.td ?? {})
+        ? `${label} set to ${value} by ${after.scenario}`
+        : `${label} back to ${value} (${after.scenario} sets none)`);
+    }
+    return notes;
   }
 
   /** Show the server's config; a field being edited or holding a refused value is left alone. */
@@ -119,12 +142,15 @@ export class Controls {
     const field = el.dataset.field;
     const value = readValue(el);
     const live = (this.store.hello?.live_fields ?? []).includes(field);
+    // the config before the change (the run's state broadcast may come before the answer)
+    const before = { ...this.store.config };
     const result = await request("PATCH", "/api/config", { [field]: value });
     if (result.ok) {
       clearFieldError(field);
       this.store.config = { ...result.data };
       this.applyConfig(result.data, true);
-      if (!live) this.notify(`${FIELD_LABELS[field] ?? field} changed: a new run started.`);
+      const notes = this.tdNotes(before, result.data, { [field]: value });
+      if (!live) this.notify(`${FIELD_LABELS[field] ?? field} changed: a new run started${notes.length ? `; ${notes.join("; ")}` : ""}.`);
       this.onRunChanged();
       return;
     }
@@ -143,6 +169,11 @@ export class Controls {
     if (!result.ok) {
       this.notify(`${action} refused: ${errorMessage(result)}`, "error");
       return;
+    }
+    if (action === "reset") {
+      const same = result.data?.run_id === this.store.runId;
+      this.notify(same ? "Reset: nothing had run yet, so the run is unchanged." : "Reset: a new run from simulated time 0.",
+        "info", !same);
     }
     this.onRunChanged(result.data);
   }

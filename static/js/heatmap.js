@@ -1,4 +1,7 @@
-// The BUSY heatmap, and the one door to plotly.js: every chart is drawn through plot().
+// The time figure (BUSY heatmaps over retry timelines, for the run and its twin, on one
+// time axis), and the one door to plotly.js: every chart is drawn through plot().
+
+import { controlMarks, drawLabels, xRange } from "./marks.js";
 
 // Sizes come from a ResizeObserver, not from plotly measuring its container on every draw
 // (that forced a layout per chart per frame).
@@ -20,9 +23,7 @@ export function whenResized(callback) {
 const COLORSCALE = [
   [0, "#f7f9fc"], [0.02, "#fff3c4"], [0.2, "#fdd49e"], [0.45, "#fc8d59"], [0.75, "#d7301f"], [1, "#7f0000"],
 ];
-// the time figure: right margin for the give-ups axis; the heatmap over the retry timeline
-const FIGURE_MARGIN = { t: 6, b: 34, r: 34 };
-const SPLIT = { heatmap: [0.44, 1], below: [0, 0.36] };
+const GAP_PX = 16; // between the heatmap and the timeline
 const BASE_LAYOUT = {
   margin: { l: 150, r: 10, t: 6, b: 34 },
   paper_bgcolor: "rgba(0,0,0,0)",
@@ -34,7 +35,7 @@ const AXIS_KEY = /^[xy]axis\d*$/;
 const plotted = new WeakSet();
 
 /** The size plotly draws at, from the ResizeObserver (one measurement, then cached). */
-function sizeOf(el) {
+export function sizeOf(el) {
   let size = sizes.get(el);
   if (!size) {
     observer.observe(el);
@@ -80,7 +81,9 @@ export function roundTicks(lo, hi, count, minStep = 0) {
   const raw = (hi - lo) / Math.max(1, count);
   if (!(raw > 0) || !Number.isFinite(raw)) return { values: [], text: [] };
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = Math.max(mag * TICK_STEPS.find((s) => s * mag >= raw * 0.7), minStep);
+  // counts (minStep 1) take whole steps: 2.5 x 10^k only from 25 up
+  const steps = minStep >= 1 && mag < 10 ? TICK_STEPS.filter((s) => s !== 2.5) : TICK_STEPS;
+  const step = Math.max(mag * steps.find((s) => s * mag >= raw * 0.7), minStep);
   const values = [];
   for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) values.push(k * step);
   const top = Math.max(...values.map(Math.abs), 0);
@@ -89,29 +92,26 @@ export function roundTicks(lo, hi, count, minStep = 0) {
   return { values, text: values.map((v) => (v === 0 ? "0" : String(+(v / unit).toFixed(decimals)) + suffix)) };
 }
 
-/**
- * Round simulated times placed between bins: bin `bins[i]` is centred at `times[i]`. Bin
- * numbers count from the run's start, so a tick keeps its place (and plotly its label) as
- * the window scrolls.
- */
-function binTicks(bins, times, count) {
-  const n = times.length;
-  if (n < 2) return n ? { tickvals: [bins[0]], ticktext: [String(Math.round(times[0]))] } : {};
-  const { values, text } = roundTicks(times[0], times[n - 1], count);
-  const tickvals = [];
-  let j = 0;
-  for (const t of values) {
-    while (j < n - 2 && times[j + 1] < t) j += 1;
-    const span = times[j + 1] - times[j];
-    tickvals.push(bins[j] + (span > 0 ? (t - times[j]) / span : 0));
-  }
-  return { tickvals, ticktext: text };
+/** Simulated µs written short: "250 µs", "1.5 ms", "2 s". */
+export function formatUs(us) {
+  if (us >= 1e6) return `${+(us / 1e6).toFixed(3)} s`;
+  if (us >= 1e3) return `${+(us / 1e3).toFixed(3)} ms`;
+  return `${+us.toFixed(3)} µs`;
+}
+
+/** The x range in bin coordinates (bin i is centred on i) and evenly spaced time ticks. */
+function timeAxis(store, plotWidth) {
+  const binUs = store.binNs / 1000 || 1;
+  const [lo, hi] = xRange(store);
+  // ticks are round simulated times at bin edges: time t sits at t / bin - 0.5
+  const { values, text } = roundTicks((lo + 0.5) * binUs, (hi + 0.5) * binUs, Math.max(2, Math.floor(plotWidth / 90)));
+  return { range: [lo, hi], tickvals: values.map((t) => t / binUs - 0.5), ticktext: text, binUs };
 }
 
 /** A round number at or just above the largest count: the top of the colour scale. */
-function colourTop(z) {
+function colourTop(rowsList) {
   let max = 0;
-  for (const row of z) for (const v of row) if (v > max) max = v;
+  for (const rows of rowsList) for (const row of rows) for (const v of row) if (v > max) max = v;
   if (max <= 1) return 1;
   const mag = 10 ** Math.floor(Math.log10(max));
   return mag * [1, 1.5, 2, 3, 4, 5, 6, 8, 10].find((s) => s * mag >= max);
@@ -120,10 +120,9 @@ function colourTop(z) {
 /**
  * The colour scale beside the heatmap, in HTML: it changes only when the top of the scale
  * does (or the plot's height), whereas plotly's colorbar is laid out again on every redraw.
- * `bottomPx` lines the bar up with the bottom of the heatmap's rows.
  */
-function drawColourScale(el, zmax, bottomPx) {
-  const key = `${zmax}/${bottomPx}`;
+function drawColourScale(el, zmax, topPx, bottomPx, binLabel) {
+  const key = `${zmax}/${topPx}/${bottomPx}/${binLabel}`;
   if (!el || el.dataset.drawn === key) return;
   if (!el.firstChild) {
     const bar = document.createElement("div");
@@ -133,11 +132,11 @@ function drawColourScale(el, zmax, bottomPx) {
     ticks.className = "colorscale-ticks";
     const title = document.createElement("span");
     title.className = "colorscale-title";
-    title.textContent = "BUSY";
-    el.style.setProperty("--plot-top", `${FIGURE_MARGIN.t}px`);
     el.append(bar, ticks, title);
   }
+  el.style.setProperty("--plot-top", `${topPx}px`);
   el.style.setProperty("--plot-bottom", `${bottomPx}px`);
+  el.children[2].textContent = `BUSY per bin (${binLabel})`;
   const { values, text } = roundTicks(0, zmax, 4, 1);
   el.children[1].replaceChildren(...values.map((v, i) => {
     const tick = document.createElement("span");
@@ -145,74 +144,160 @@ function drawColourScale(el, zmax, bottomPx) {
     tick.textContent = text[i];
     return tick;
   }));
-  el.setAttribute("aria-label", `Colour scale: BUSY count per bin, 0 to ${zmax}`);
+  el.setAttribute("aria-label", `Colour scale: BUSY count per bin of ${binLabel}, 0 to ${zmax}`);
   el.dataset.drawn = key;
 }
 
-/** BUSY counts by row and bin; hover names the row, the bin's time and the status code. */
-function heatmapTrace(store, grid, withStatus, zmax) {
+/** Rows to show: those with BUSY in the window (either run), or all when asked or none has. */
+export function shownRows(names, series, showAll) {
+  const rows = [];
+  for (let r = 0; r < names.length; r++) {
+    if (series.some((s) => s[r] && s[r].some((v) => v > 0))) rows.push(r);
+  }
+  return showAll || rows.length === 0 ? names.map((_, r) => r) : rows;
+}
+
+const filled = new Map(); // value -> an array of it, as long as the window (shared rows)
+function cellsOf(value, n) {
+  let cells = filled.get(value);
+  if (!cells || cells.length !== n) {
+    cells = new Array(n).fill(value);
+    filled.set(value, cells);
+  }
+  return cells;
+}
+
+/**
+ * The heatmap trace: the run's rows and, when comparing, a blank row and the twin's rows,
+ * on one numeric y axis (one trace and one axis for both: each costs a share of every
+ * replot). Hover names the row, the run, the bin's span and the status code.
+ */
+function heatmapTrace(store, names, zs, labels, status, zmax) {
+  const n = store.bins.length;
+  const k = names.length;
+  const z = [...zs[0]];
+  const custom = names.map((name) => cellsOf(`${name} (${labels[0]})${status ? `, status ${status[name] ?? "n/a"}` : ""}`, n));
+  if (zs.length === 2) {
+    z.push(cellsOf(null, n), ...zs[1]);
+    custom.push(cellsOf("", n), ...names.map((name) => cellsOf(`${name} (${labels[1]})`, n)));
+  }
   return {
-    type: "heatmap",
-    name: withStatus ? "BUSY by operand" : "BUSY by leaf",
-    x: store.bins,
-    y: grid.names,
-    z: grid.z,
+    type: "heatmap", name: "BUSY", x: store.bins, y: z.map((_, r) => r), z,
     // every row shares the one array of bin times: hover text without a copy per row
-    text: grid.names.map(() => store.xText),
-    customdata: grid.customdata,
-    zmin: 0,
-    zmax,
-    colorscale: COLORSCALE,
-    showscale: false,
-    hoverongaps: false,
-    hovertemplate: withStatus
-      ? "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<br>status %{customdata}<extra></extra>"
-      : "<b>%{y}</b><br>t = %{text} µs<br>BUSY: %{z}<extra></extra>",
+    text: z.map(() => store.xText), customdata: custom,
+    zmin: 0, zmax, colorscale: COLORSCALE, showscale: false, hoverongaps: false,
+    hovertemplate: `<b>%{customdata}</b><br>%{text} µs<br>BUSY: %{z}<extra></extra>`,
+    yaxis: "y",
   };
 }
 
 /**
- * The BUSY heatmap (rows are operands or leaves, columns are frames) and, below it on the
- * same time axis, whatever `below` draws (the retry timeline): one figure, because every
- * plotly redraw has a fixed cost of a few milliseconds whatever it draws, and the two
- * change on every frame together.
+ * The time figure: the BUSY heatmap (rows are operands or leaves, columns are bins of fixed
+ * simulated width) over the retry timeline, on one time axis; with compare on, the twin's
+ * rows under the run's and the twin's timeline under the run's, on one colour scale and
+ * one pair of timeline scales. One figure, because every plotly replot has a fixed cost of
+ * a few milliseconds whatever it draws, and all of it changes on every frame.
  *
- * Columns are drawn by bin number, so the x scale stays linear even when bins differ in
- * simulated length (after a speed change, or while lagging): plotly then paints one pixel
- * per brick and scales the image, rather than a rectangle per brick at full size (about
- * twice the cost). The axis is labelled with round simulated times placed between bins.
- *
- * below({ x, plotWidth, plotHeight, domain }) returns { traces, layout } on axes y2 and up.
+ * timeline(bands, { x, ranges, store, plotWidth, bandPx }) returns traces.
  */
-export function drawHeatmap(el, store, { rows = "operands", scale = null, below = null } = {}) {
-  const grid = rows === "leaves" ? store.leaves : store.operands;
-  const n = store.x.length;
-  const x = store.bins;
-  const zmax = colourTop(grid.z);
-  const heatmap = heatmapTrace(store, grid, rows !== "leaves", zmax);
+export function drawTimeFigure(el, store, { rows = "operands", showAll = false, scale = null, labels: labelEl = null, timeline }) {
+  const leaves = rows === "leaves";
+  const names = leaves ? store.leafNames : store.operandNames;
+  const runs = store.comparing ? [store.main, store.twin] : [store.main];
+  const grids = runs.map((s) => (leaves ? s.leaves : s.operands));
+  const shown = shownRows(names, grids, showAll);
+  const y = shown.map((r) => names[r]);
+  const zs = grids.map((grid) => shown.map((r) => grid[r]));
+  const zmax = colourTop(zs);
   const { width, height } = sizeOf(el);
-  // room for the longest row name, but never most of a narrow screen
-  const longest = Math.max(4, ...grid.names.map((name) => name.length));
-  const left = Math.min(7 * longest + 12, Math.round(width * 0.4));
-  const plotWidth = width - left - FIGURE_MARGIN.r;
-  const area = height - FIGURE_MARGIN.t - FIGURE_MARGIN.b;
-  const split = below ? SPLIT : { heatmap: [0, 1] };
-  const lower = below ? below({ x, plotWidth, plotHeight: area * (split.below[1] - split.below[0]), domain: split.below })
-    : { traces: [], layout: {} };
-  drawColourScale(scale, zmax, Math.round(FIGURE_MARGIN.b + area * split.heatmap[0]));
-  return plot(el, [heatmap, ...lower.traces], {
-    // with a datarevision plotly takes arrays as unchanged until it changes: switching rows
-    // swaps them without a new frame (else the old rows stayed up while paused)
-    datarevision: `${store.revision}/${rows}`,
-    margin: { ...FIGURE_MARGIN, l: left },
-    showlegend: false,
-    // one time axis, along the bottom of the lowest plot
-    xaxis: { title: { text: "simulated time (µs)" }, anchor: below ? "y2" : "y",
-      range: n ? [x[0] - 0.5, x[n - 1] + 0.5] : undefined,
-      autorange: n === 0, showgrid: false, zeroline: false, tickmode: "array", tickangle: 0,
-      ...binTicks(x, store.x, Math.max(2, Math.floor(plotWidth / 110))) },
-    // a fixed left margin wide enough for the longest leaf name: automargin costs a second pass
-    yaxis: { type: "category", autorange: "reversed", showgrid: false, domain: split.heatmap },
-    ...lower.layout,
-  });
+  const longest = Math.max(4, ...y.map((name) => name.length));
+  const left = Math.min(7 * longest + 14, Math.round(width * 0.4));
+  const marks = controlMarks(store, width - left - 34);
+  const margin = { l: left, r: 34, t: marks.labels.length ? 22 : 8, b: 42 };
+  const plotWidth = width - margin.l - margin.r;
+  const area = height - margin.t - margin.b;
+  const twin = runs.length === 2;
+  const split = (twin ? 0.58 : 0.6) - GAP_PX / Math.max(1, area) / 2;
+  const heatDomain = [split + GAP_PX / Math.max(1, area), 1];
+  const lineDomain = [0, split];
+  const labels = twin ? ["run", `twin: ${describeChanges(store.compare.changes)}`] : ["run"];
+  const status = leaves ? null : store.hello?.busy_status ?? {};
+  const k = y.length;
+  const traces = [heatmapTrace(store, y, zs, labels, status, zmax)];
+  const ticks = twin ? [...y, ...y] : y;
+  const tickvals = twin ? [...y.map((_, r) => r), ...y.map((_, r) => k + 1 + r)] : y.map((_, r) => r);
+  const layout = { datarevision: `${store.revision}/${rows}/${showAll}`, margin, showlegend: false,
+    shapes: marks.shapes,
+    yaxis: { domain: heatDomain, range: [(twin ? 2 * k + 1 : k) - 0.5, -0.5], tickmode: "array", tickvals,
+      ticktext: ticks, showgrid: false, zeroline: false, automargin: false } };
+  const ranges = timelineRanges(runs);
+  const bandPx = (area * split) / (twin ? 2 + 2 * BAND_GAP : 1);
+  // the run's band sits above the twin's on the same axes: its values are shifted up
+  const bands = runs.map((series, i) => ({ series, label: labels[i], shift: twin && i === 0 ? 1 + BAND_GAP : 0 }));
+  traces.push(...timeline(bands, { x: store.bins, ranges, store, plotWidth, bandPx }));
+  Object.assign(layout, timelineAxes(ranges, lineDomain, twin, bandPx));
+  const axis = timeAxis(store, plotWidth);
+  drawColourScale(scale, zmax, margin.t, Math.round(margin.b + area * heatDomain[0]), formatUs(axis.binUs));
+  layout.xaxis = { title: { text: "simulated time (µs)", standoff: 6 }, anchor: "y2", range: axis.range,
+    autorange: false, showgrid: false, zeroline: false, tickmode: "array", tickangle: 0,
+    tickvals: axis.tickvals, ticktext: axis.ticktext };
+  const done = plot(el, traces, layout);
+  const toPx = (paper) => margin.t + (1 - paper) * area;
+  const overlay = marks.labels.map((l) => ({ ...l, left: margin.l + l.x + (l.anchor === "left" ? 2 : -2), top: margin.t - 17 }));
+  if (twin) {
+    const heatPaper = (v) => heatDomain[1] - ((v + 0.5) / (2 * k + 1)) * (heatDomain[1] - heatDomain[0]);
+    const linePaper = (v) => lineDomain[0] + (v / (ranges.retries * (2 + 2 * BAND_GAP))) * (lineDomain[1] - lineDomain[0]);
+    labels.forEach((text, i) => {
+      overlay.push({ text: i === 0 ? "run" : "twin", left: margin.l + plotWidth + 10, anchor: "middle", middle: true,
+        rotate: true, top: toPx(heatPaper(i === 0 ? (k - 1) / 2 : k + 1 + (k - 1) / 2)), kind: "band" });
+      overlay.push({ text, left: margin.l + 6, anchor: "left",
+        top: toPx(linePaper(ranges.retries * (i === 0 ? 2 + BAND_GAP : 1))) - 14, kind: "band" });
+    });
+  }
+  drawLabels(labelEl, overlay);
+  return done;
+}
+
+// With a twin, the timeline axes hold two bands of height 1 (in units of each scale's
+// top) with BAND_GAP between and above them: twin [0, 1], run [1 + gap, 2 + gap].
+const BAND_GAP = 0.3;
+
+/** The largest retries and give-ups per bin over every shown run: one scale for both. */
+function timelineRanges(runs) {
+  let retries = 1;
+  let giveups = 1;
+  for (const s of runs) {
+    for (const v of s.retries) if (v > retries) retries = v;
+    for (const v of s.giveups) if (v > giveups) giveups = v;
+  }
+  return { retries: retries * 1.1, giveups: giveups * 1.1, retriesMax: retries, giveupsMax: giveups };
+}
+
+/** Ticks of one band, repeated for the run's band above the twin's. */
+function bandTicks(top, max, count, twin, integer) {
+  const { values, text } = roundTicks(0, max, count, integer ? 1 : 0);
+  if (!twin) return { tickvals: values, ticktext: text, range: [0, top] };
+  const up = top * (1 + BAND_GAP);
+  return { tickvals: [...values, ...values.map((v) => v + up)], ticktext: [...text, ...text],
+    range: [0, top * (2 + 2 * BAND_GAP)] };
+}
+
+/** Retries on the left (y2), give-ups on the right (y3), over the lower domain. */
+function timelineAxes(ranges, domain, twin, bandPx) {
+  const count = Math.max(1, Math.min(3, Math.floor(bandPx / 30)));
+  return {
+    yaxis2: { domain, color: "#1f6feb", tickmode: "array", zeroline: false,
+      ...bandTicks(ranges.retries, ranges.retriesMax, count, twin, true) },
+    yaxis3: { overlaying: "y2", side: "right", color: "#c62828", showgrid: false, tickmode: "array", zeroline: false,
+      ...bandTicks(ranges.giveups, ranges.giveupsMax, count, twin, true) },
+  };
+}
+
+/** {"policy": "upstream", "retry_max": 4} -> "policy upstream, retry max 4". */
+export function describeChanges(changes) {
+  return Object.entries(changes ?? {}).map(([key, v]) => `${key.replace(/_/g, " ")} ${fieldValue(v)}`).join(", ");
+}
+
+export function fieldValue(v) {
+  return v === true ? "on" : v === false ? "off" : String(v);
 }

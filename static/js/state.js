@@ -1,37 +1,68 @@
-// What the page knows: the hello, the current config and run, and a sliding window of bins.
+// What the page knows: the hello, the current config and run, and a window of bins of
+// fixed simulated width for the run and (when comparing) its twin, aligned by bin index.
 
 export const WINDOW_BINS = 600;
-const binTime = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const binTime = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 
-/** One bin per frame for a fixed list of row names (operands or leaves). */
-class BinGrid {
-  constructor(names, hoverRow) {
-    this.names = names;
-    this.z = names.map(() => []);
-    // hover text per cell, same shape as z; the strings are shared, so this is cheap
-    this.custom = names.map((name) => ({ value: hoverRow(name), cells: [] }));
-    this.customdata = this.custom.map((c) => c.cells);
+/** One run's counts per bin: rows of BUSY by operand and by leaf, and the timeline series. */
+class Series {
+  constructor(operands, leaves) {
+    this.operands = operands.map(() => []);
+    this.leaves = leaves.map(() => []);
+    this.retries = [];
+    this.giveups = [];
+    this.attempts = [];
+    this.zeroStep = [];
+    this.pairs = []; // per bin: [[operand index, leaf index, n], ...]
+    this.callsWhole = new Map(); // completed calls by attempts, over the run
+    this.callsSince = new Map(); // the same since retry max or policy last changed
+    this.totals = null;
+    this.frame = null;
   }
 
-  push(counts) {
-    const { names, z, custom } = this;
-    for (let i = 0; i < names.length; i++) {
-      z[i].push(counts?.[names[i]] ?? 0);
-      custom[i].cells.push(custom[i].value);
-    }
+  /** One more (empty) bin at the right. */
+  grow() {
+    for (const row of this.operands) row.push(0);
+    for (const row of this.leaves) row.push(0);
+    this.retries.push(0);
+    this.giveups.push(0);
+    this.attempts.push(0);
+    this.zeroStep.push(0);
+    this.pairs.push(null);
   }
 
   dropOldest(n) {
-    for (let i = 0; i < this.z.length; i++) {
-      this.z[i].splice(0, n);
-      this.custom[i].cells.splice(0, n);
+    for (const rows of [this.operands, this.leaves]) for (const row of rows) row.splice(0, n);
+    for (const s of [this.retries, this.giveups, this.attempts, this.zeroStep, this.pairs]) s.splice(0, n);
+  }
+
+  /** Add a piece of bin `col` (pieces of one bin from consecutive frames add up). */
+  add(col, p) {
+    const busy = p.busy ?? [];
+    for (let r = 0; r < this.operands.length; r++) this.operands[r][col] += busy[r] ?? 0;
+    const leaf = p.leaf ?? [];
+    for (let r = 0; r < this.leaves.length; r++) this.leaves[r][col] += leaf[r] ?? 0;
+    this.retries[col] += p.retries ?? 0;
+    this.giveups[col] += p.giveups ?? 0;
+    this.attempts[col] += p.attempts ?? 0;
+    this.zeroStep[col] += p.zero_step ?? 0;
+    if (p.pairs && p.pairs.length) this.pairs[col] = (this.pairs[col] ?? []).concat(p.pairs);
+  }
+
+  /** A frame's histogram and totals. */
+  takeFrame(f) {
+    for (const [k, n] of Object.entries(f.calls_by_attempts ?? {})) {
+      if (n) this.callsWhole.set(Number(k), (this.callsWhole.get(Number(k)) ?? 0) + n);
     }
+    this.callsSince = new Map(Object.entries(f.calls_since_change ?? {}).map(([k, n]) => [Number(k), n]));
+    if (f.totals) this.totals = f.totals;
+    this.frame = f;
   }
 }
 
 /**
- * The dashboard's model. Frames mutate the arrays in place (cheap per frame); `revision`
- * grows on every change so the plots know to redraw (Plotly.react + datarevision).
+ * The dashboard's model. Frames mutate arrays in place (cheap per frame); `revision` grows
+ * on every change so the plots know to redraw (Plotly.react + datarevision).
  */
 export class Store {
   constructor() {
@@ -40,27 +71,35 @@ export class Store {
     this.runId = null;
     this.state = null;
     this.revision = 0;
-    this.lastFrame = null;
-    this.totals = null;
-    this.resetSeries([], [], {});
+    this.callsRevision = 0;
+    this.compare = { on: false, changes: {}, run_id: null };
+    this.controls = [];
+    this.binNs = 0;
+    this.pace = null;
+    this.resetSeries();
   }
 
-  resetSeries(operands, leaves, busyStatus) {
-    this.x = []; // bin end, simulated microseconds
-    this.bins = []; // bin number since the run's start (the heatmap's x: a linear scale)
-    this.binCount = 0;
-    this.xText = []; // the same, written out for hover text ("12,345.6")
-    this.retries = [];
-    this.giveups = [];
-    this.attempts = [];
-    this.zeroStep = [];
-    this.operands = new BinGrid(operands, (name) => busyStatus[name] ?? "n/a");
-    this.leaves = new BinGrid(leaves, () => "");
-    this.callsByAttempts = new Map();
-    // grows whenever callsByAttempts changes (never goes back: a new run is a change too)
-    this.callsRevision = (this.callsRevision ?? 0) + 1;
+  get operandNames() { return this.hello?.operands ?? []; }
+  get leafNames() { return this.hello?.leaves ?? []; }
+
+  resetSeries() {
+    this.first = 0; // bin index of the window's first column
+    this.bins = []; // bin indices, one per column (the heatmap's x)
+    this.x = []; // bin centres, simulated microseconds
+    this.xText = []; // bin spans written out for hover text
+    this.main = new Series(this.operandNames, this.leafNames);
+    this.twin = new Series(this.operandNames, this.leafNames);
     this.lastFrame = null;
     this.totals = null;
+    this.callsRevision += 1;
+    this.revision += 1;
+  }
+
+  /** The twin's counters start afresh (a new twin, or compare turned off). */
+  resetTwin() {
+    this.twin = new Series(this.operandNames, this.leafNames);
+    for (let i = 0; i < this.bins.length; i++) this.twin.grow(); // aligned with the window's columns
+    this.callsRevision += 1;
     this.revision += 1;
   }
 
@@ -71,10 +110,19 @@ export class Store {
     this.config = { ...msg.config };
     this.state = msg.state;
     this.runId = msg.run_id;
+    this.binNs = msg.bin_ns || this.binNs;
+    this.controls = msg.controls ?? [];
     // after a reconnect to the same run keep the history; anything else starts afresh
-    if (!sameRun) this.resetSeries(msg.operands ?? [], msg.leaves ?? [], msg.busy_status ?? {});
+    if (!sameRun) this.resetSeries();
+    this.setCompare(msg.compare);
     this.revision += 1;
     return !sameRun;
+  }
+
+  setCompare(compare) {
+    const next = compare ?? { on: false, changes: {}, run_id: null };
+    if (next.run_id !== this.compare.run_id) this.resetTwin();
+    this.compare = next;
   }
 
   /** Returns true when the message starts a new run (so the series were cleared). */
@@ -83,14 +131,41 @@ export class Store {
     if (msg.config) this.config = { ...msg.config };
     if (msg.state) this.state = msg.state;
     if (newRun) this.startRun(msg.run_id);
+    if (msg.bin_ns) this.binNs = msg.bin_ns;
+    if (msg.controls) this.controls = msg.controls;
+    this.setCompare(msg.compare);
     this.revision += 1;
     return newRun;
   }
 
   startRun(runId) {
     this.runId = runId;
-    const h = this.hello ?? {};
-    this.resetSeries(h.operands ?? [], h.leaves ?? [], h.busy_status ?? {});
+    this.controls = [];
+    this.pace = null;
+    this.resetSeries();
+  }
+
+  /** The column of bin `index`, growing the window to it; -1 if it is left of the window. */
+  column(index) {
+    if (this.bins.length === 0) this.first = index;
+    if (index < this.first) return -1;
+    while (this.first + this.bins.length <= index) {
+      const i = this.first + this.bins.length;
+      const us = this.binNs / 1000;
+      this.bins.push(i);
+      this.x.push((i + 0.5) * us);
+      this.xText.push(`${binTime.format(i * us)}–${binTime.format((i + 1) * us)}`);
+      this.main.grow();
+      this.twin.grow();
+    }
+    const excess = this.bins.length - WINDOW_BINS;
+    if (excess > 0) {
+      for (const s of [this.bins, this.x, this.xText]) s.splice(0, excess);
+      this.main.dropOldest(excess);
+      this.twin.dropOldest(excess);
+      this.first += excess;
+    }
+    return index - this.first;
   }
 
   /** Fold one frame into the window; returns true when it started a new run. */
@@ -100,35 +175,29 @@ export class Store {
       this.startRun(f.run_id);
       newRun = true;
     }
-    this.x.push(f.t_ns / 1000);
-    this.bins.push(this.binCount++);
-    this.xText.push(binTime.format(f.t_ns / 1000));
-    this.retries.push(f.retries ?? 0);
-    this.giveups.push(f.giveups ?? 0);
-    this.attempts.push(f.attempts ?? 0);
-    const zs = f.zero_step_activations ?? 0;
-    this.zeroStep.push(zs);
-    this.operands.push(f.busy);
-    this.leaves.push(f.busy_by_leaf);
-    for (const [k, n] of Object.entries(f.calls_by_attempts ?? {})) {
-      if (!n) continue;
-      const a = Number(k);
-      this.callsByAttempts.set(a, (this.callsByAttempts.get(a) ?? 0) + n);
-      this.callsRevision += 1;
-    }
-    if (typeof f.retry_max === "number" && this.config) this.config.retry_max = f.retry_max;
-    const excess = this.x.length - WINDOW_BINS;
-    if (excess > 0) {
-      for (const series of [this.x, this.bins, this.xText, this.retries, this.giveups, this.attempts, this.zeroStep]) {
-        series.splice(0, excess);
+    if (f.bin_ns) this.binNs = f.bin_ns;
+    for (const p of f.bins ?? []) this.main.add(this.column(p.i), p);
+    this.main.takeFrame(f);
+    const twin = f.twin;
+    if (twin && twin.run_id === this.compare.run_id) {
+      for (const p of twin.bins ?? []) {
+        // a twin catching up sends old bins: those left of the window are only counted
+        if (p.i >= this.first) this.twin.add(this.column(p.i), p);
       }
-      this.operands.dropOldest(excess);
-      this.leaves.dropOldest(excess);
+      this.twin.takeFrame(twin);
     }
+    this.callsRevision += 1;
+    if (typeof f.retry_max === "number" && this.config) this.config.retry_max = f.retry_max;
+    if (f.pace) this.pace = f.pace;
     this.lastFrame = f;
     if (f.totals) this.totals = f.totals;
     this.revision += 1;
     return newRun;
+  }
+
+  /** True while a twin runs beside the current run. */
+  get comparing() {
+    return Boolean(this.compare?.on);
   }
 }
 

@@ -171,7 +171,8 @@ def test_export_unknown_run_is_404(client: TestClient) -> None:
 
 def test_runs_newest_first_with_the_current_one(client: TestClient) -> None:
     first = client.get("/api/stats").json()["run_id"]
-    second = client.post("/api/run/reset").json()["run_id"]
+    client.patch("/api/config", json={"seed": 2})  # a new TD: a new run
+    second = client.get("/api/stats").json()["run_id"]
     runs = client.get("/api/runs").json()
     assert [r["run_id"] for r in runs] == [second, first]
     assert runs[0]["current"] is True and runs[1]["current"] is False

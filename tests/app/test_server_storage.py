@@ -142,7 +142,8 @@ def test_a_bad_row_is_skipped_with_a_warning_naming_it(settings: Settings,
     with make_client(settings) as client:
         good = client.get("/api/runs").json()[0]["run_id"]
     db = sqlite3.connect(settings.data_dir / "runs.sqlite3")
-    db.execute("INSERT INTO runs VALUES ('broken-run', 2e9, 'boot', NULL, '{not json', '[]', "
+    db.execute("INSERT INTO runs (run_id, created, scenario, scenario_toml, config, timeline, "
+               "end_ns, summary) VALUES ('broken-run', 2e9, 'boot', NULL, '{not json', '[]', "
                "0, '{}')")
     db.commit()
     db.close()

@@ -207,7 +207,7 @@ def test_kvm_bug_record_has_no_duplicate_keys() -> None:
 
 def _chrome(config: Config, end_ns: int, timeline: list[tuple[int, dict[str, Any]]] | None = None,
             expected_records: int | None = None) -> dict[str, Any]:
-    recs = records(config, None, end_ns, timeline)
+    recs = records(config, None, end_ns, timeline=timeline or None)
     trace: dict[str, Any] = json.loads("".join(chunks("chrome", recs, config.to_dict(),
                                                       expected_records)))
     return trace

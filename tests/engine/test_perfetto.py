@@ -65,7 +65,7 @@ def _value(note: Any, values: dict[int, str]) -> Any:
 
 def _trace(config: Config, end_ns: int, timeline: list[tuple[int, dict[str, Any]]] | None = None,
            ) -> tuple[list[tuple[Any, ...]], Parsed]:
-    recs = list(records(config, None, end_ns, timeline))
+    recs = list(records(config, None, end_ns, timeline=timeline or None))
     return recs, Parsed(b"".join(encode("perfetto", iter(recs), config.to_dict())))
 
 

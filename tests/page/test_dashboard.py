@@ -48,10 +48,16 @@ def test_page_loads_clean_and_heatmap_moves(server: LiveServer, open_page: OpenP
     page, console = open_page(server)
     start(page)
     wait_bins(page, 3)
-    trace = page.evaluate("""() => { const t = document.getElementById('heatmap').data[0];
-        return {type: t.type, y: t.y, rows: t.z.length, hello: window.tdxDashboard.store.hello.operands}; }""")
+    trace = page.evaluate("""() => { const el = document.getElementById('heatmap'), t = el.data[0];
+        return {type: t.type, y: el.layout.yaxis.ticktext, rows: t.z.length,
+                hello: window.tdxDashboard.store.hello.operands}; }""")
     assert trace["type"] == "heatmap"
-    assert trace["y"] == trace["hello"] and trace["rows"] == len(trace["hello"]) == 7
+    # rows with no BUSY in the window are folded: the shown ones are hello's, in its order
+    assert trace["y"] == [op for op in trace["hello"] if op in trace["y"]] and trace["rows"] == len(trace["y"])
+    page.get_by_label("Show empty rows").check()
+    page.wait_for_function("""() => JSON.stringify(document.getElementById('heatmap').layout.yaxis.ticktext)
+        === JSON.stringify(window.tdxDashboard.store.hello.operands)""")
+    page.get_by_label("Show empty rows").uncheck()
     before = heatmap_z(page)
     page.wait_for_function(f"window.tdxDashboard.store.x.length >= {3 + 5}")
     page.wait_for_timeout(200)  # let the coalesced redraw land
@@ -64,10 +70,11 @@ def test_page_loads_clean_and_heatmap_moves(server: LiveServer, open_page: OpenP
     expect(page.locator("#connection")).to_have_text("Connected")
 
     page.get_by_role("button", name="By leaf").click()
-    page.wait_for_function("""() => { const t = document.getElementById('heatmap').data[0];
-        return JSON.stringify(t.y) === JSON.stringify(window.tdxDashboard.store.hello.leaves); }""")
+    page.wait_for_function("""() => { const names = document.getElementById('heatmap').layout.yaxis.ticktext;
+        return names.length > 0 && names.every((n) => window.tdxDashboard.store.hello.leaves.includes(n)); }""")
     page.get_by_role("button", name="By operand").click()
-    page.wait_for_function("document.getElementById('heatmap').data[0].y.length === 7")
+    page.wait_for_function("""() => document.getElementById('heatmap').layout.yaxis.ticktext
+        .every((n) => window.tdxDashboard.store.hello.operands.includes(n))""")
 
     # the retry timeline shares the heatmap's figure; zero-step marks are one filled path
     names = page.evaluate("document.getElementById('heatmap').data.map((t) => t.name)")
@@ -80,7 +87,8 @@ def test_page_loads_clean_and_heatmap_moves(server: LiveServer, open_page: OpenP
     page.wait_for_function("document.getElementById('heatmap').data[1].visible === false")
     retries.click()
     page.wait_for_function("document.getElementById('heatmap').data[1].visible === true")
-    expect(page.locator("#heatmap-scale")).to_have_attribute("aria-label", re.compile(r"BUSY count per bin, 0 to \d+"))
+    expect(page.locator("#heatmap-scale")).to_have_attribute(
+        "aria-label", re.compile(r"BUSY count per bin of 100 µs, 0 to \d+"))
 
     ARTIFACTS.mkdir(exist_ok=True)
     wait_bins(page, 20)
@@ -120,6 +128,7 @@ def test_heatmap_rows_switch_while_paused(server: LiveServer, open_page: OpenPag
     wait_bins(page, 3)
     pause(page, server)
     hello = page.evaluate("window.tdxDashboard.store.hello")
+    page.get_by_label("Show empty rows").check()  # every row, BUSY or not
     drawn = """(names) => JSON.stringify([...document.querySelectorAll('#heatmap .ytick text')]
         .map((t) => t.textContent).sort()) === JSON.stringify(names)"""
     page.get_by_role("button", name="By leaf").click()

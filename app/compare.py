@@ -1,0 +1,40 @@
+"""The compare routes: PUT, GET and DELETE /api/compare (a twin of the current run)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from app.runner import Runner
+from app.security import require_token
+from engine.errors import ConfigError, ConfigErrors
+
+router = APIRouter()
+changes = APIRouter(dependencies=[Depends(require_token)])
+
+
+def _runner(request: Request) -> Runner:
+    runner: Runner = request.app.state.runner
+    return runner
+
+
+@router.get("/api/compare")
+async def get_compare(request: Request) -> dict[str, Any]:
+    return await _runner(request).compare_info()
+
+
+@changes.put("/api/compare")
+async def put_compare(request: Request) -> dict[str, Any]:
+    """Start a twin with the body's live fields changed (422 naming each bad one)."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigErrors([ConfigError("body", "must be a JSON object of live fields")]) from None
+    return await _runner(request).compare_on(body)
+
+
+@changes.delete("/api/compare")
+async def delete_compare(request: Request) -> dict[str, Any]:
+    return await _runner(request).compare_off()
