@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 
+from app.openapi import BAD_HOST, BUSY, CHANGES, PROBLEMS, bearer
 from app.runner import Runner
 from app.security import require_token
 from engine.errors import ConfigError, ConfigErrors
 
-router = APIRouter()
-changes = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter(tags=["compare"], responses={**BAD_HOST, **PROBLEMS})
+changes = APIRouter(tags=["compare"], dependencies=[Depends(require_token), Security(bearer)],
+                    responses={**BAD_HOST, **CHANGES, **PROBLEMS, **BUSY})
 
 
 def _runner(request: Request) -> Runner:
