@@ -12,9 +12,9 @@ from app.runner import Runner
 from app.security import require_token
 from engine.errors import ConfigError, ConfigErrors
 
-router = APIRouter(responses=BAD_HOST)
-changes = APIRouter(dependencies=[Depends(require_token), Security(bearer)],
-                    responses={**BAD_HOST, **CHANGES, **BUSY})
+router = APIRouter(tags=["compare"], responses={**BAD_HOST, **PROBLEMS})
+changes = APIRouter(tags=["compare"], dependencies=[Depends(require_token), Security(bearer)],
+                    responses={**BAD_HOST, **CHANGES, **PROBLEMS, **BUSY})
 COMPARE_BODY: dict[str, Any] = {"requestBody": {
     "required": True,
     "description": "the live fields the twin changes: some of policy, retry_max, zero_step",

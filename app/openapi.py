@@ -19,6 +19,9 @@ TAGS = [
                                        "in lockstep with it."},
     {"name": "exports", "description": "A run's event log, streamed (docs/exports.md)."},
     {"name": "scenarios", "description": "Built-in and posted scenario files."},
+    {"name": "compare", "description": "A twin of the current run with some live fields "
+                                       "changed, in lockstep."},
+    {"name": "sweeps", "description": "Grids of configs run in the background (docs/sweeps.md)."},
     {"name": "observability", "description": "Health, Prometheus metrics, the WebSocket "
                                              "messages' schema."},
 ]
@@ -44,6 +47,7 @@ UNAUTHORIZED: Responses = {401: _error("a token is set and the request did not c
                             "this server needs 'Authorization: Bearer <token>' for changes")}
 CROSS_SITE: Responses = {403: _error("a browser page of another origin", "cross-site request refused")}
 NOT_FOUND: Responses = {404: _error("no such run", "unknown run 'x'")}
+NO_SWEEP: Responses = {404: _error("no such sweep (or no such file of it)", "no sweep 'x'")}
 NO_SCENARIO: Responses = {404: _error("no posted scenario of that name",
                                       "no posted scenario 'x'")}
 CONFLICT: Responses = {409: _error("a built-in scenario, or the current run's",

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.responses import FileResponse, JSONResponse
 
+from app.openapi import BAD_HOST, BUSY, CHANGES, NO_SWEEP, PROBLEMS, bearer
 from app.schema import Problems
 from app.security import require_token
 from app.sweep.manager import SweepManager
 from app.sweep.spec import SweepError
 
-router = APIRouter()
-changes = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter(tags=["sweeps"], responses={**BAD_HOST, **PROBLEMS, **NO_SWEEP})
+changes = APIRouter(tags=["sweeps"], dependencies=[Depends(require_token), Security(bearer)],
+                    responses={**BAD_HOST, **CHANGES, **PROBLEMS, **BUSY, **NO_SWEEP})
 MAX_BODY = 1024 * 1024
 FILES = {"summary.csv": "text/csv", "points.csv": "text/csv", "report.html": "text/html"}
 
