@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.config import Config
-from engine.sim import replay
+from engine.run import records
 from engine.summary import Tally
 from tests.app.server_helpers import jsonl, wait_for
 
@@ -20,7 +20,7 @@ def replayed(config: dict[str, Any], timeline: list[tuple[int, dict[str, Any]]],
              end_ns: int) -> dict[str, Any]:
     """The counts of a run started with `config` and `timeline`, up to `end_ns`."""
     tally = Tally()
-    tally.add(replay(Config(**config), timeline, end_ns, finish=False))
+    tally.add(records(Config(**config), None, end_ns, timeline, finish=False))
     return tally.counts()
 
 
