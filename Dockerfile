@@ -27,8 +27,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 COPY --from=build /wheels /wheels
-# The check fails the build if the engine came out uncompiled.
-RUN pip install /wheels/*.whl \
+# The check fails the build if the engine came out uncompiled. The [dask] extra: the same
+# image serves as the dask scheduler and workers of docker-compose.yml's `dask` profile.
+RUN pip install "$(ls /wheels/*.whl)[dask]" \
     && rm -rf /wheels \
     && python -c "import engine.sim, sys; sys.exit(not engine.sim.COMPILED)" \
     && useradd --create-home --uid 10001 tdx \

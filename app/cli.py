@@ -1,4 +1,4 @@
-"""The `tdx-contention` command: serve, run, scenarios, validate.
+"""The `tdx-contention` command: serve, run, scenarios, validate, sweep.
 
 `run`, `scenarios` and `validate` import only engine/: a headless run never loads the
 web stack.
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests whose Host is NAME (repeatable); others "
                             "get 400, so a DNS-rebinding page cannot reach the server")
+    from app.sweep.cli import scheduler_address
+
+    serve.add_argument("--dask-scheduler", type=scheduler_address, default=None,
+                       metavar="ADDRESS", help="run sweeps on the Dask cluster at tcp://HOST:PORT "
+                                               "(default: a local pool of processes)")
 
     run = sub.add_parser("run", help="simulate headlessly and print a summary")
     run.add_argument("--scenario", default=None,
@@ -92,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scenarios", help="list the built-in scenarios")
     validate = sub.add_parser("validate", help="check a scenario file and explain its errors")
     validate.add_argument("file", metavar="FILE.toml")
+    from app.sweep.cli import add_arguments as sweep_arguments
+
+    sweep_arguments(sub.add_parser("sweep", help="run a grid of configs and seeds (a sweep)"))
     return parser
 
 
@@ -279,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_scenarios()
     if args.command == "validate":
         return _cmd_validate(args.file)
+    if args.command == "sweep":
+        from app.sweep.cli import main as sweep_main
+
+        return sweep_main(args, parser)
     from app.serve import serve
 
     return serve(args, parser)

@@ -30,7 +30,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if any(not name or "/" in name for name in hosts):
         parser.error("argument --allow-host: expected a host name such as dashboard.example")
     return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), token=token,
-                    allow_hosts=hosts)
+                    allow_hosts=hosts, dask_scheduler=args.dask_scheduler)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -27,6 +27,8 @@ from app.security import Guard, HostPolicy
 from app.settings import Settings
 from app.store import Store, StoreError
 from app.supervise import RunnerUnavailable
+from app.sweep import routes as sweep_routes
+from app.sweep.manager import open_manager
 from engine.errors import ConfigErrors, ScenarioError
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store, app.state.catalogue, app.state.hub = store, catalogue, hub
         app.state.metrics, app.state.runner = metrics, runner
         runner.start_thread()
+        app.state.sweeps = await anyio.to_thread.run_sync(
+            open_manager, settings.data_dir, settings.dask_scheduler)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(app.state.sweeps.stop)
             await anyio.to_thread.run_sync(runner.stop)
             store.close()
 
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compare.router)
     app.include_router(compare.changes)
     app.include_router(ws.router)
+    app.include_router(sweep_routes.router)
     _add_error_handlers(app)
     _add_page(app, settings.static_dir or static_dir())
     return app

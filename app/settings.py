@@ -22,6 +22,7 @@ class Settings:
     restart_delay_s: float = 0.5  # a failed runner loop starts again after this
     queue_size: int = 32
     static_dir: Path | None = None  # None: the installed app.static package
+    dask_scheduler: str | None = None  # sweeps run on this Dask cluster (else locally)
 
     @property
     def token_required(self) -> bool:

@@ -17,7 +17,7 @@ fi
 # and no wheel, and a fresh virtualenv an old pip).
 python3 -m pip install -q --disable-pip-version-check --upgrade pip
 python3 -m pip install -q --disable-pip-version-check 'setuptools>=68' wheel 'mypy>=2.4'
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,dask]'
 python3 -m ruff check .
 python3 -m mypy
 python3 -m pytest -q -m "not slow" "$@"

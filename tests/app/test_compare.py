@@ -20,7 +20,7 @@ def replayed(config: dict[str, Any], timeline: list[tuple[int, dict[str, Any]]],
              end_ns: int) -> dict[str, Any]:
     """The counts of a run started with `config` and `timeline`, up to `end_ns`."""
     tally = Tally()
-    tally.add(records(Config(**config), None, end_ns, timeline, finish=False))
+    tally.add(records(Config(**config), None, end_ns, timeline=timeline or None, finish=False))
     return tally.counts()
 
 

@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _service() -> dict[str, Any]:
+    """The one service `docker compose up` starts (the others are in profiles)."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    service: dict[str, Any] = compose["services"]["tdx-contention"]
+    services = [s for s in compose["services"].values() if not s.get("profiles")]
+    assert len(services) == 1
+    service: dict[str, Any] = services[0]
     return service
 
 

@@ -1,0 +1,1 @@
+"""Parameter sweeps: a grid of runs on a local pool or a Dask cluster, with statistics."""
