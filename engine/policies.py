@@ -29,6 +29,11 @@ class Policy:
     local_retry: ClassVar[bool] = False
     # The local loop leaves a fault on an INVALID memslot and exits to userspace (6.18).
     breaks_on_invalid_memslot: ClassVar[bool] = True
+    # A retry of KVM's own uncapped loops (re-entering after a BUSY TDH.VP.ENTER, v19's
+    # TRACK loop) continues the logical call. `bounded` starts a new call per attempt
+    # instead, so that its one cap on a logical call, retry_max + 1 attempts, stays the
+    # SEPT wrapper's (SEAMCALL_RETRY_MAX) and these loops never count as give-ups.
+    own_loops_continue_call: ClassVar[bool] = True
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
@@ -54,6 +59,7 @@ class Bounded(Policy):
     retry_max times, for the wrapped leaves only; then let the TDP MMU retry."""
 
     name: ClassVar[str] = "bounded"
+    own_loops_continue_call: ClassVar[bool] = False
 
     def _delay(self, attempt: int, timing: Timing, rng: random.Random) -> int:
         return timing.retry_gap_ns

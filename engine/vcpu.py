@@ -142,7 +142,8 @@ class Vcpu(GuestRun):
             retry = sim.policy.enter_busy(fail.status, attempt, sim.retry_max)
             sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, VP_ENTER, fail.status,
                       fail.operand, attempt, BUSY if retry else GIVEUP, None))
-            self.enter_attempt = attempt + 1 if retry else 1
+            same_call = retry and sim.policy.own_loops_continue_call
+            self.enter_attempt = attempt + 1 if same_call else 1
             gap = timing.retry_gap_ns if retry else timing.reenter_gap_ns
             sim.post(t + timing.seamcall_ns + gap, self, ENTER)
             return

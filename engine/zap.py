@@ -169,7 +169,8 @@ class Zapper:
         sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, leaf, status, operand, attempt,
                   BUSY if retry else GIVEUP, None))
         after = t + timing.seamcall_ns
-        self.attempt = attempt + 1
+        own_loop = leaf == TRACK and decision >= 0 and not sim.policy.own_loops_continue_call
+        self.attempt = 1 if own_loop else attempt + 1
         if decision >= 0:
             sim.at(after + decision, self._attempt)
         elif decision == KICK_RETRY:

@@ -167,14 +167,16 @@ def test_remove_without_a_tracked_block_is_tlb_tracking_not_done() -> None:
 
 def test_bounded_era_track_spins_while_busy_with_no_cap() -> None:
     """v19's tdx_track(): TRACK again at once while it is BUSY, beyond retry_max (here 1),
-    then the kick; the REMOVE after it is tracked and succeeds."""
+    then the kick; the REMOVE after it is tracked and succeeds. Each TRACK of that loop
+    is a logical call of its own (attempt 1), so `bounded`'s cap of retry_max + 1
+    attempts per call stays the SEPT wrapper's, and none is a give-up."""
     log = log_of("bounded", TOUCH, EPOCH_HELD, retry_max=1)
     zap = [(r["t_ns"], r["leaf"], r["attempt"], r["outcome"]) for r in log
            if r["actor"] == "zap0" and r["kind"] == "seamcall"]
     assert zap == [(20_000, "TDH.MEM.RANGE.BLOCK", 1, "success"),
-                   (22_000, TRACK, 1, "busy"), (23_100, TRACK, 2, "busy"),
-                   (24_200, TRACK, 3, "busy"), (25_300, TRACK, 4, "busy"),
-                   (26_400, TRACK, 5, "success"), (32_400, REMOVE, 1, "success")]
+                   (22_000, TRACK, 1, "busy"), (23_100, TRACK, 1, "busy"),
+                   (24_200, TRACK, 1, "busy"), (25_300, TRACK, 1, "busy"),
+                   (26_400, TRACK, 1, "success"), (32_400, REMOVE, 1, "success")]
 
 
 def test_upstream_track_blocks_entry_kicks_and_retries_once() -> None:
@@ -193,14 +195,15 @@ def test_upstream_track_blocks_entry_kicks_and_retries_once() -> None:
 # -- TDH.VP.ENTER BUSY ---------------------------------------------------------------------
 def test_bounded_reenters_a_busy_vp_enter_with_no_cap_and_no_giveup() -> None:
     """v19 re-entered a BUSY TDH.VP.ENTER at once (EXIT_FASTPATH_REENTER_GUEST) with no
-    cap: with retry_max 1 and the TD epoch held exclusively over 3..14 us, the same logical
-    call runs to attempt 8, every BUSY `busy`, none a give-up."""
+    cap: with retry_max 1 and the TD epoch held exclusively over 3..14 us, it re-enters 7
+    times, every BUSY `busy`, none a give-up. Each re-entry is a logical call of its own
+    (attempt 1): `bounded`'s cap of retry_max + 1 attempts per call is the SEPT wrapper's."""
     log = log_of("bounded", [[io_exit(0x10), io_exit(0x20)]],
                  hold(TD_EPOCH, True, 0xA9, 3000, 14_000), retry_max=1)
     enters = [(t, a, o) for t, _, leaf, a, o in calls(log) if leaf == ENTER]
-    assert enters == [(0, 1, "success"), (7000, 1, "busy"), (8100, 2, "busy"),
-                      (9200, 3, "busy"), (10_300, 4, "busy"), (11_400, 5, "busy"),
-                      (12_500, 6, "busy"), (13_600, 7, "busy"), (14_700, 8, "success"),
+    assert enters == [(0, 1, "success"), (7000, 1, "busy"), (8100, 1, "busy"),
+                      (9200, 1, "busy"), (10_300, 1, "busy"), (11_400, 1, "busy"),
+                      (12_500, 1, "busy"), (13_600, 1, "busy"), (14_700, 1, "success"),
                       (21_700, 1, "success")]
 
 

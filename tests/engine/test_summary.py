@@ -57,9 +57,14 @@ def test_attempts_per_call_is_the_logical_call_histogram() -> None:
     expected = Counter(len(c) for c in calls)
     assert result["attempts_per_call"] == {str(k): v for k, v in sorted(expected.items())}
     # The SEPT wrapper's calls end at retry_max + 1 = 5 attempts; a BUSY TDH.VP.ENTER is
-    # re-entered with no cap (v19's EXIT_FASTPATH_REENTER_GUEST), so its calls run longer.
+    # re-entered with no cap (v19's EXIT_FASTPATH_REENTER_GUEST), each re-entry a call of
+    # its own: never a retry, never a give-up.
     assert max(len(c) for c in calls if c[0]["leaf"] in SEPT_WRAPPED) == 5
-    assert max(len(c) for c in calls if c[0]["leaf"] == "TDH.VP.ENTER") > 5
+    log = parse_jsonl(text)
+    enters = [r for r in log if r["kind"] == "seamcall" and r["leaf"] == "TDH.VP.ENTER"]
+    assert any(r["outcome"] == "busy" for r in enters)
+    assert {r["attempt"] for r in enters} == {1}
+    assert not [r for r in enters if r["outcome"] == "giveup"]
 
 
 def test_control_records_are_events_not_attempts() -> None:
