@@ -145,6 +145,9 @@ export function drawHistogram(el, store, { whole = false } = {}) {
       }
     }
   }
+  // The log axis always starts below 1 call: autorange would start it at the smallest bar,
+  // and its lowest tick label ("10") then sits in the corner on the x axis' "0".
+  const top = Math.max(1, ...traces.flatMap((t) => t.y ?? []));
   return plot(el, traces, {
     datarevision: `${store.callsRevision}/${whole}`,
     margin: SMALL_MARGIN,
@@ -154,6 +157,7 @@ export function drawHistogram(el, store, { whole = false } = {}) {
     shapes,
     annotations,
     xaxis: { title: { text: "attempts per logical call", standoff: 6 }, rangemode: "tozero", tickangle: 0, nticks: 8 },
-    yaxis: { title: { text: "calls", standoff: 2 }, type: "log", dtick: 1, exponentformat: "SI" },
+    yaxis: { title: { text: "calls", standoff: 2 }, type: "log", dtick: 1, exponentformat: "SI",
+      autorange: false, range: [Math.log10(0.6), Math.log10(top * 1.6)] },
   });
 }
