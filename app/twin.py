@@ -106,7 +106,8 @@ class Comparing:
     state: str
 
     def _broadcast(self) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__}: Comparing is a part of app.runner.Runner, "
+                        "which broadcasts the state")
 
     def _current(self) -> dict[str, Any]:
         listings = {self.run.run_id: self.run.settle().listing()}

@@ -78,7 +78,8 @@ class EptViolationHandler(Actor):
 
     def enter(self, _: Any) -> None:
         """TDH.VP.ENTER (the run loop's, engine.vcpu.Vcpu.enter)."""
-        raise NotImplementedError
+        raise InvariantError(f"{type(self).__name__} has no run loop: only engine.vcpu.Vcpu "
+                             "enters the guest")
 
     # -- tdx_handle_ept_violation ----------------------------------------------------
     def _fault(self, gpa: int) -> None:

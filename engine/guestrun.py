@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.errors import InvariantError
 from engine.fault import EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
@@ -62,7 +63,8 @@ class GuestRun(EptViolationHandler):
 
     def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:
         """The TD exit (the run loop's, engine.vcpu.Vcpu._exit)."""
-        raise NotImplementedError
+        raise InvariantError(f"{type(self).__name__} has no run loop: only engine.vcpu.Vcpu "
+                             "takes TD exits")
 
     def _resume(self) -> None:
         """Run the guest from where it is: the rest of its compute, then its instruction,

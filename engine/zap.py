@@ -43,12 +43,11 @@ class Zapper:
         self.holds_vmm = False
         self.on_demand = on_demand
         self.then: Callable[[], None] | None = None
-        if on_demand:
-            pass  # zap_now starts each batch
-        elif self.times_ns:
+        # An on-demand zapper is started batch by batch (zap_now); the others schedule theirs.
+        if not on_demand and self.times_ns:
             for t in self.times_ns:
                 sim.at(t, self._begin)
-        else:
+        elif not on_demand:
             sim.at(start_ns + interval_ns, self._begin)
 
     # -- choosing pages --------------------------------------------------------------

@@ -26,7 +26,7 @@ def problems(sweep: Sweep, scenario: Scenario) -> list[tuple[str, str]]:
     found: dict[str, str] = {}
     for point in points:
         values = {**sweep.fixed, **point}
-        run = _with_values(scenario, values)
+        run = with_values(scenario, values)
         vcpus = int(values.get("vcpus", scenario.td.get("vcpus", afford.DEFAULT_VCPUS)))
         for key, message in afford.problems(run, vcpus):
             where = (f"axes.{key}" if key in point else f"fixed.{key}" if key in sweep.fixed
@@ -35,7 +35,8 @@ def problems(sweep: Sweep, scenario: Scenario) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def _with_values(scenario: Scenario, values: dict[str, Any]) -> Scenario:
+def with_values(scenario: Scenario, values: dict[str, Any]) -> Scenario:
+    """`scenario` with a point's `timing.*` and `workload.*` values applied."""
     timing = {k[7:]: v for k, v in values.items() if k.startswith("timing.")}
     workload = {k[9:]: v for k, v in values.items() if k.startswith("workload.")}
     if timing:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from engine.params import override
+from app.sweep.limits import with_values
 from engine.run import run
 from engine.scenario import Scenario, builtin_scenario, parse
 
@@ -45,14 +45,7 @@ def scenario_of(task: Task) -> Scenario:
         if key not in _SCENARIOS:
             _SCENARIOS[key] = parse(task.scenario_text, "scenario_file")
         scenario = _SCENARIOS[key]
-    values = {**task.fixed, **task.point}
-    timing = {k[7:]: v for k, v in values.items() if k.startswith("timing.")}
-    workload = {k[9:]: v for k, v in values.items() if k.startswith("workload.")}
-    if timing:
-        scenario = replace(scenario, timing=override(scenario.timing, timing, "timing"))
-    if workload:
-        scenario = replace(scenario, workload=override(scenario.workload, workload, "workload"))
-    return scenario
+    return with_values(scenario, {**task.fixed, **task.point})
 
 
 def summary_of(task: Task) -> dict[str, Any]:
