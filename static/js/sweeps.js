@@ -68,7 +68,8 @@ async function loadBuiltins() {
   if (!result.ok) return;
   state.builtins = result.data;
   els.builtin.replaceChildren(...state.builtins.map((b) => new Option(b.name, b.name)));
-  if (state.builtins.length) els.text.value = state.builtins[0].text;
+  // Text typed or uploaded before the list arrived is the user's: never overwrite it.
+  if (state.builtins.length && !els.text.value.trim()) els.text.value = state.builtins[0].text;
 }
 
 els.builtin.addEventListener("change", () => {

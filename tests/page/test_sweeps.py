@@ -114,6 +114,7 @@ def test_the_sweeps_link_keeps_the_token(tmp_path: Path, browser: object) -> Non
         page.on("request", lambda r: requested.append(r.url))
         page.goto(url + "/?token=t0ken")
         page.get_by_role("link", name="Sweeps").click()
+        expect(page.get_by_label("Built-in sweep")).to_have_value("retry-budget")
         page.get_by_label("Sweep file (TOML; edit before starting)").fill(
             SWEEP.replace("seeds = 3", "seeds = 1").replace("duration_us = 4000", "duration_us = 300"))
         page.get_by_role("button", name="Start sweep").click()
