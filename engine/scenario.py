@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from engine.sim import Simulation
 
 BUILTIN_NAMES = ("boot", "conversion", "zero-step")
-TOP_KEYS = ("name", "description", "source", "duration_us", "td", "timing", "workload",
-            *ARRAY_TABLES)
+TOP_KEYS = ("name", "description", "source", "policies", "duration_us", "td", "timing",
+            "workload", *ARRAY_TABLES)
 TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed",
            "sept_ve_disable")
 TD_ATTRIBUTES = ("sept_ve_disable",)  # TD attributes: not config fields
@@ -56,6 +56,9 @@ class Scenario:
     description: str
     source: str = ""
     duration_us: int = DEFAULT_DURATION_US
+    # The policies the case is meant to be compared under (the gallery runs each); empty:
+    # only the file's own.
+    policies: tuple[str, ...] = ()
     td: dict[str, Any] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
     workload: Workload = field(default_factory=Workload)
@@ -146,6 +149,7 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     source = data.get("source", "")
     if not isinstance(source, str):
         errors.append(_err(where, "source", "must be a text (URL or Message-ID)"))
+    policies = _policies(data.get("policies", []), where, errors)
     duration = data.get("duration_us", DEFAULT_DURATION_US)
     if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION_US:
         errors.append(_err(where, "duration_us", f"must be an integer from 1 to {MAX_DURATION_US}"))
@@ -178,9 +182,23 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
         raise ScenarioError(errors)
     assert isinstance(name, str)
     return afford.checked(Scenario(
-        name=name, description=description, source=source, duration_us=duration, td=td,
+        name=name, description=description, source=source, policies=policies,
+        duration_us=duration, td=td,
         timing=timing, workload=workload, vcpu_specs=vcpu_specs, shared=shared, actors=actors,
         sept_ve_disable=sept_ve_disable is True), where)
+
+
+def _policies(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:
+    """The top-level `policies` list: distinct known policy names."""
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        errors.append(_err(where, "policies", "must be a list of policy names"))
+        return ()
+    for name in value:
+        if (problem := check_field("policy", name)) is not None:
+            errors.append(_err(where, "policies", problem.message))
+    if len(set(value)) != len(value):
+        errors.append(_err(where, "policies", "names a policy twice"))
+    return tuple(value)
 
 
 def accepted_keys() -> dict[str, tuple[str, ...]]:
