@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio.to_thread
@@ -17,6 +18,7 @@ from app.openapi import (
     BUSY,
     CHANGES,
     CONFLICT,
+    EXPORT_BUSY,
     FORMAT_DOC,
     GONE,
     METRICS_RESPONSES,
@@ -131,7 +133,7 @@ async def runs(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/api/export", tags=["exports"], response_class=StreamingResponse,
-            responses={**export_responses(), **BUSY})
+            responses={**export_responses(), **EXPORT_BUSY})
 async def export_current(request: Request,
                          format: str = Query("jsonl", description=FORMAT_DOC,
                                              json_schema_extra={"enum": list(FORMATS)}),
@@ -145,7 +147,7 @@ async def export_current(request: Request,
 
 @router.get("/api/runs/{run_id}/export", tags=["exports", "runs"],
             response_class=StreamingResponse,
-            responses={**export_responses(), **NOT_FOUND, **GONE, **BUSY})
+            responses={**export_responses(), **NOT_FOUND, **GONE, **EXPORT_BUSY})
 async def export_run(request: Request, run_id: str,
                      format: str = Query("jsonl", description=FORMAT_DOC,
                                          json_schema_extra={"enum": list(FORMATS)}),
@@ -242,14 +244,70 @@ def _stream(request: Request, fmt: str, recipe: Recipe,
             events: int | None) -> StreamingResponse:
     """The run's records regenerated and written as they are sent (gzip'ed when the
     client accepts it); `events`, the run's record count, sizes the Chrome trace."""
+    exports: Exports = request.app.state.exports
+    if not exports.take():
+        raise HTTPException(503, f"{exports.limit} exports are being written already; "
+                                 "try again when one has finished",
+                            headers={"Retry-After": "5"})
     filename = f"tdx-contention-{recipe.run_id}.{EXTENSIONS[fmt]}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"',
                "Vary": "Accept-Encoding"}
     gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
     if gzip:
         headers["Content-Encoding"] = "gzip"
-    return StreamingResponse(iterate_in_threadpool(_pieces(fmt, recipe, events, gzip)),
+    return StreamingResponse(iterate_in_threadpool(exports.held(_pieces(fmt, recipe, events, gzip))),
                              media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+class Exports:
+    """How many exports are being written; at most `limit` at once (Settings.max_exports)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.running >= self.limit:
+                return False
+            self.running += 1
+            return True
+
+    def held(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """`pieces`, giving the slot back once: when they end or fail, or when the response
+        is dropped (a client gone before or while it was sent)."""
+        return _Held(pieces, self._give_back)
+
+    def _give_back(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+
+class _Held:
+    """An iterator that calls `done` once, when exhausted, failed, closed or collected."""
+
+    def __init__(self, pieces: Iterator[bytes], done: Callable[[], None]) -> None:
+        self._pieces = pieces
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> _Held:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._pieces)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _pieces(fmt: str, recipe: Recipe, events: int | None = None,

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = Runner(settings, store, catalogue, hub, metrics)
         app.state.store, app.state.catalogue, app.state.hub = store, catalogue, hub
         app.state.metrics, app.state.runner = metrics, runner
+        app.state.exports = api.Exports(settings.max_exports)
         runner.start_thread()
         app.state.sweeps = await anyio.to_thread.run_sync(
             open_manager, settings.data_dir, settings.dask_scheduler)
