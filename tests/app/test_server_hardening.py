@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -274,22 +275,46 @@ def test_a_flooding_websocket_client_is_closed(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+
 def test_exports_at_once_are_capped_and_a_slot_comes_back(settings: Settings) -> None:
     """Each export replays its run on a thread: past Settings.max_exports at once the
-    server answers 503 naming the limit (the live run keeps its CPU), and a slot comes
-    back when an export ends or its client goes away."""
-    import httpx
-
+    server answers 503 naming the limit (the live run keeps its CPU); a slot comes back
+    when an export ends."""
     capped = Settings(data_dir=settings.data_dir, max_exports=2)
-    with live_server(capped) as url, httpx.Client(base_url=url) as http:
-        http.post("/api/run/start")
-        http.post("/api/run/pause")
-        with http.stream("GET", "/api/export?format=jsonl"), \
-                http.stream("GET", "/api/export?format=csv") as second:
-            third = http.get("/api/export")
-            assert third.status_code == 503
-            assert "2 exports are being written already" in third.json()["detail"]
-            assert third.headers["retry-after"] == "5"
-            assert second.status_code == 200
-        for _ in range(3):  # the two dropped streams gave their slots back
-            assert http.get("/api/export").status_code == 200
+    with make_client(capped) as client:
+        exports = client.app.state.exports  # type: ignore[attr-defined]
+        assert exports.take() and exports.take()  # two exports being written
+        refused = client.get("/api/export")
+        assert refused.status_code == 503
+        assert "2 exports are being written already" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "5"
+        exports.held(iter([b"x"])).close()  # one of them ends
+        assert client.get("/api/export").status_code == 200
+        assert exports.running == 1, "the finished export gave its slot back"
+
+
+def test_an_export_slot_comes_back_however_the_stream_ends() -> None:
+    """Exhausted, failed, closed, or dropped before it started (a client gone)."""
+    import gc
+
+    from app.exports import Exports
+
+    exports = Exports(4)
+
+    def failing() -> Iterator[bytes]:
+        yield b"a"
+        raise OSError("disk")
+
+    for _ in range(4):
+        assert exports.take()
+    assert not exports.take()
+    assert list(exports.held(iter([b"a", b"b"]))) == [b"a", b"b"]
+    stream = exports.held(failing())
+    next(stream)
+    with pytest.raises(OSError):
+        next(stream)
+    exports.held(iter([b"a"])).close()
+    dropped = exports.held(iter([b"a"]))
+    del dropped
+    gc.collect()
+    assert exports.running == 0
