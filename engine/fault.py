@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine.actor import Actor
 from engine.errors import InvariantError
+from engine.huge import mapped_2m
 from engine.locks import Plan
 from engine.pagebytes import PENDING, UNMAPPED
 from engine.policies import GIVE_UP, RERUN
@@ -62,6 +63,9 @@ class EptViolationHandler(Actor):
         self.fault_gpa = 0
         self.in_fault = False
         self.frozen = -1  # -1, or the page (>= 0) or region (-2 - region) it froze
+        self.want_2m = False  # the guest accepts at 2M: map the region with one 2M AUG
+        self.huge_call = False  # the call in progress is that AUG (engine.huge)
+        self.work_ns = 0  # the module's work in the call in progress, besides the round trip
         # The current logical call of the fault path.
         self.leaf = ""
         self.attempt = 1
@@ -75,6 +79,7 @@ class EptViolationHandler(Actor):
         self.kvm_fault_ns = timing.kvm_fault_ns
         self.sept_add_ns = timing.sept_add_ns
         self.page_aug_ns = timing.page_aug_ns
+        self.page_aug_2m_ns = timing.page_aug_2m_ns
 
     def enter(self, _: Any) -> None:
         """TDH.VP.ENTER (the run loop's, engine.vcpu.Vcpu.enter)."""
@@ -154,11 +159,18 @@ class EptViolationHandler(Actor):
             sim.vmm_mutex.acquire(self._vmm_granted)
             return
         if not sim.regions[region]:
+            if sim.huge[region]:
+                return self._fault_end(_FIXED)  # a 2 MB leaf maps it (engine.huge)
             if sim.frozen_regions[region]:
                 return self._fault_end(RETRY)  # is_frozen_spte: another vCPU installs it
             sim.frozen_regions[region] = 1
             self.frozen = -2 - region
-            self._call(SEPT_ADD)
+            # The guest accepts at 2M: the region's SPTE becomes a 2 MB leaf (one AUG at
+            # PG_LEVEL_2M) rather than a page table.
+            if self.want_2m:
+                self._call(AUG, True)
+            else:
+                self._call(SEPT_ADD)
         elif sim.pages[gpa] == UNMAPPED:
             if sim.frozen[gpa]:
                 return self._fault_end(RETRY)
@@ -176,7 +188,12 @@ class EptViolationHandler(Actor):
             self.sim.frozen_regions[-2 - frozen] = 0
         self.frozen = -1
 
-    def _call(self, leaf: str) -> None:
+    def _call(self, leaf: str, huge: bool = False) -> None:
+        self.huge_call = huge
+        if leaf == SEPT_ADD:
+            self.work_ns = self.sept_add_ns
+        else:
+            self.work_ns = self.page_aug_2m_ns if huge else self.page_aug_ns
         held = self.held
         if held is not None and held[4] != leaf:
             self._resolve(GIVEUP)  # the re-run fault needs another leaf: a new call
@@ -215,7 +232,7 @@ class EptViolationHandler(Actor):
         if self.held is not None:
             self._resolve(BUSY)
         if fail is None:
-            dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
+            dur = self.seamcall_ns + self.work_ns
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
             sim.post(t + dur, self, CALL_DONE, steps)
             return
@@ -253,6 +270,8 @@ class EptViolationHandler(Actor):
         sim.locks.release_plan(steps, self.i, gpa)
         if self.leaf == SEPT_ADD:
             sim.regions[gpa >> 9] = 1
+        elif self.huge_call:
+            mapped_2m(sim, gpa)
         else:
             if sim.pages[gpa] != UNMAPPED:
                 raise InvariantError(f"{self.name}: AUG of page {gpa:#x} in state "
@@ -272,6 +291,7 @@ class EptViolationHandler(Actor):
         if self.held is not None:
             self._resolve(GIVEUP)
         self.in_fault = False
+        self.want_2m = False
         if result != USERSPACE:
             self.enter(None)
 

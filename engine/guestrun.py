@@ -12,6 +12,7 @@ from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
 from engine.guest import STOP as OP_STOP
+from engine.huge import accept_2m
 from engine.module import GUEST_PLANS
 from engine.pagebytes import ACCEPTED, BLOCKED, PENDING, UNMAPPED
 from engine.records import GIVEUP, HP_TIMEOUT, SUCCESS, TDCALL
@@ -107,6 +108,8 @@ class GuestRun(EptViolationHandler):
             self._exit(EXIT_STOP, -1, False, -1)
         elif kind == OP_ACCEPT:
             gpa = op.gpas[0]
+            if op.arg:  # the ACCEPT is at the 2M level
+                return accept_2m(self, gpa)
             state = sim.pages[gpa]
             if state == PENDING:
                 self._tdcall_accept(gpa)

@@ -73,6 +73,10 @@ class Simulation:
         # Frozen mirror SPTEs (FROZEN_SPTE): a fault is installing this page or region.
         self.frozen = page_bytes(self.layout.pages)
         self.frozen_regions = page_bytes(self.layout.pages // 512 + 1)
+        # 2 MB leaves (engine/huge.py): a byte per region; the page bytes of a blocked one
+        # as they were before its BLOCK, for DEMOTE to give its 512 children back.
+        self.huge = page_bytes(self.layout.pages // 512 + 1)
+        self.huge_saved: dict[int, bytes] = {}
         # The TD epoch at each blocked page's TDH.MEM.RANGE.BLOCK (for TLB tracking).
         self.block_epoch: dict[int, int] = {}
         # TD attribute SEPT_VE_DISABLE: a PENDING-page access exits instead of a #VE.

@@ -1,0 +1,245 @@
+"""2 MB private mappings: the guest's ACCEPT at 2M, KVM's AUG at 2M, and the split (DEMOTE).
+
+A 2 MB leaf is one byte per region in `sim.huge` (engine.pagebytes: HUGE, HUGE_BLOCKED);
+its 512 page bytes keep ordinary page states, so the guest, the zero-step filter and the
+zap path read pages as they always do.
+
+- The guest accepts at 2M (`accept` step with `level = "2M"`, Linux's try_accept_one at
+  PG_LEVEL_2M): TDG.MEM.PAGE.ACCEPT of the 2 MB entry, guest-side entry lock; an exit to
+  KVM when nothing maps the region, and KVM's fault maps it with one TDH.MEM.PAGE.AUG at
+  the 2M level (tdx_sept_set_private_spte with level PG_LEVEL_2M, Yan Zhao's 2025 TDX
+  huge-page series), freezing the one SPTE that maps the region.
+- A zap of part of a 2 MB mapping splits it first, as the series does under mmu_lock
+  write (tdp_mmu_split_huge_page -> tdx_sept_split_private_spte): TDH.MEM.RANGE.BLOCK of
+  the 2 MB entry, TDH.MEM.TRACK and the kick (tdx_track), then TDH.MEM.PAGE.DEMOTE, which
+  leaves 512 unblocked 4K entries (tdh_mem_page_demote: sept_unblock of the children; "no
+  UNBLOCK is needed after a successful DEMOTE"); then the 4K zap of the part. A zap that
+  covers the whole 2 MB removes it at 2M (BLOCK, TRACK, kick, REMOVE at PG_LEVEL_2M).
+- TDH.MEM.PAGE.DEMOTE checks (tdh_mem_page_demote, TDX 1.5.01) that the 2 MB entry is
+  blocked (else TDX_GPA_RANGE_NOT_BLOCKED) and TLB-tracked (else
+  TDX_TLB_TRACKING_NOT_DONE), both reported on RCX.
+- The v19-era split (`demote_ignores_busy` on a [[zap]]): __set_private_spte_present
+  took the -EAGAIN of a BUSY BLOCK (tdx_sept_zap_private_spte) or DEMOTE and went on as if
+  the split had happened (canonical/tdx#100, #213): DEMOTE runs after a BLOCK that did not
+  happen, and the module refuses it.
+- KVM never issues TDH.MEM.PAGE.PROMOTE in the 2025 series (no in-place merging of a TD's
+  private mappings); its lock set is in engine.module for completeness only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from engine.module import GUEST_PLANS
+from engine.pagebytes import (
+    ACCEPTED,
+    BLOCKED,
+    HUGE,
+    HUGE_BLOCKED,
+    LEAKED,
+    NOT_HUGE,
+    PENDING,
+    UNMAPPED,
+    fill,
+)
+from engine.records import ERROR, GIVEUP, SUCCESS, TDCALL
+from engine.status import (
+    EXIT_EPT_VIOLATION,
+    OPERAND_RCX,
+    TDX_GPA_RANGE_NOT_BLOCKED,
+    TDX_PAGE_SIZE_MISMATCH,
+    TDX_TLB_TRACKING_NOT_DONE,
+)
+
+if TYPE_CHECKING:
+    from engine.guestrun import GuestRun
+    from engine.script import Checker
+    from engine.sim import Simulation
+    from engine.zap import Zapper
+
+REGION_PAGES: Final = 512
+LEVEL_2M: Final = 1  # an ACCEPT Op's `arg`: the guest accepts the 2 MB page
+DEMOTE: Final = "TDH.MEM.PAGE.DEMOTE"
+PROMOTE: Final = "TDH.MEM.PAGE.PROMOTE"
+ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
+_ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
+
+# A zap batch's operations, (code, page) pairs (plan below; engine.zap runs them).
+OP_BLOCK: Final = 0
+OP_TRACK: Final = 1
+OP_KICK: Final = 2
+OP_REMOVE: Final = 3
+OP_BLOCK_2M: Final = 4
+OP_DEMOTE: Final = 5
+OP_REMOVE_2M: Final = 6
+HUGE_LEAVES: dict[int, str] = {OP_BLOCK_2M: "TDH.MEM.RANGE.BLOCK", OP_DEMOTE: DEMOTE,
+                               OP_REMOVE_2M: "TDH.MEM.PAGE.REMOVE"}
+
+
+# -- the scenario format ----------------------------------------------------------------
+def accept_level(raw: dict[str, Any], path: str, check: Checker,
+                 span: tuple[int, int]) -> tuple[int, int] | None:
+    """An `accept` step's `level`: "4K" (the default) or "2M", which needs a 2 MB-aligned
+    `gpa` whose 512 pages are inside guest memory; a 2M accept spans its 512 pages."""
+    level = raw["level"]
+    if level == "4K":
+        return span
+    if level != "2M":
+        check.err(f"{path}.level", f"{level!r}; accepted: \"4K\" or \"2M\"")
+        return None
+    lo = span[0]
+    if lo % REGION_PAGES:
+        check.err(f"{path}.gpa", f"{lo << 12:#x} is not 2 MB-aligned; accepted with level "
+                                 f"\"2M\": a multiple of 0x200000")
+        return None
+    if lo + REGION_PAGES > check.memory_pages:
+        check.err(f"{path}.gpa", f"{lo << 12:#x} + 2 MB ends beyond the guest's memory")
+        return None
+    return lo, lo + REGION_PAGES
+
+
+# -- the zap path ------------------------------------------------------------------------
+def plan(sim: Simulation, batch: list[int]) -> list[tuple[int, int]]:
+    """The operations of a zap batch: a split (BLOCK 2M, TRACK, kick, DEMOTE) for each
+    2 MB leaf the batch covers in part, then BLOCK of each page (and of each 2 MB leaf it
+    covers whole), TRACK, kick, REMOVE of each."""
+    huge = sim.huge
+    touched: dict[int, int] = {}
+    for page in batch:
+        region = page >> 9
+        if huge[region] == HUGE:
+            touched[region] = touched.get(region, 0) + 1
+    whole = [r for r, n in touched.items() if n == REGION_PAGES]
+    ops: list[tuple[int, int]] = []
+    for region, n in touched.items():
+        if n < REGION_PAGES:
+            base = region << 9
+            ops += [(OP_BLOCK_2M, base), (OP_TRACK, 0), (OP_KICK, 0), (OP_DEMOTE, base)]
+    small = [p for p in batch if not whole or (p >> 9) not in whole]
+    ops += [(OP_BLOCK_2M, r << 9) for r in whole]
+    ops += [(OP_BLOCK, p) for p in small]
+    ops += [(OP_TRACK, 0), (OP_KICK, 0)]
+    ops += [(OP_REMOVE_2M, r << 9) for r in whole]
+    ops += [(OP_REMOVE, p) for p in small]
+    return ops
+
+
+def huge_op_due(zapper: Zapper, code: int, page: int) -> bool:
+    """Whether a 2M operation of the plan still applies: BLOCK to a mapped 2 MB leaf,
+    DEMOTE and REMOVE to a blocked one (DEMOTE also to an unblocked one when the v19-era
+    path ignored its BLOCK's BUSY)."""
+    state = zapper.sim.huge[page >> 9]
+    if code == OP_BLOCK_2M:
+        return state == HUGE
+    if code == OP_DEMOTE:
+        return state == HUGE_BLOCKED or (zapper.ignores_busy and state == HUGE)
+    return state == HUGE_BLOCKED
+
+
+def demote_refused(sim: Simulation, page: int, tracked: bool) -> int:
+    """tdh_mem_page_demote's state checks once its locks are held: 0, or its error."""
+    if sim.huge[page >> 9] != HUGE_BLOCKED:
+        return TDX_GPA_RANGE_NOT_BLOCKED | OPERAND_RCX
+    if not tracked:
+        return TDX_TLB_TRACKING_NOT_DONE | OPERAND_RCX
+    return 0
+
+
+def done_2m(sim: Simulation, leaf: str, page: int) -> None:
+    """A 2M-level BLOCK, DEMOTE or REMOVE succeeded: the region's new state."""
+    region = page >> 9
+    pages = sim.pages
+    if leaf == DEMOTE:
+        # 512 unblocked 4K entries in a new SEPT page, each in its state before the BLOCK.
+        saved = sim.huge_saved.pop(region)
+        for k in range(REGION_PAGES):
+            pages[page + k] = saved[k]
+        sim.huge[region] = NOT_HUGE
+        sim.regions[region] = 1
+        del sim.block_epoch[page]
+    elif leaf == "TDH.MEM.RANGE.BLOCK":
+        sim.huge_saved[region] = memoryview(pages)[page:page + REGION_PAGES].tobytes()
+        fill(pages, page, page + REGION_PAGES, BLOCKED)
+        sim.huge[region] = HUGE_BLOCKED
+        sim.block_epoch[page] = sim.td_epoch
+    else:  # REMOVE at 2M
+        fill(pages, page, page + REGION_PAGES, UNMAPPED)
+        sim.huge[region] = NOT_HUGE
+        sim.huge_saved.pop(region, None)
+        del sim.block_epoch[page]
+
+
+def gave_up_2m(sim: Simulation, leaf: str, page: int) -> None:
+    """A 2M-level call failed for good. A BLOCK that failed leaves the 2 MB leaf mapped
+    (the split did not happen; its pages are left out of the batch). A blocked 2 MB leaf
+    whose DEMOTE or REMOVE failed stays blocked for good: KVM leaks its 512 pages."""
+    region = page >> 9
+    if sim.huge[region] != HUGE_BLOCKED:
+        return
+    fill(sim.pages, page, page + REGION_PAGES, LEAKED)
+    sim.huge_saved.pop(region, None)
+    sim.block_epoch.pop(page, None)
+    sim.stats["leaked_pages"] += REGION_PAGES
+
+
+# -- the fault path ----------------------------------------------------------------------
+def mapped_2m(sim: Simulation, page: int) -> None:
+    """TDH.MEM.PAGE.AUG at 2M succeeded: 512 PENDING pages under one leaf."""
+    fill(sim.pages, page, page + REGION_PAGES, PENDING)
+    sim.huge[page >> 9] = HUGE
+
+
+# -- the guest ---------------------------------------------------------------------------
+def accept_2m(vcpu: GuestRun, gpa: int) -> bool:
+    """The guest's TDG.MEM.PAGE.ACCEPT at the 2M level of a 2 MB-aligned page (its Op's
+    `arg` is LEVEL_2M). True: done without leaving the guest (already accepted, or the
+    module refused it); False: it exited or issued the TDCALL."""
+    sim = vcpu.sim
+    region = gpa >> 9
+    huge = sim.huge[region]
+    state = sim.pages[gpa]
+    if huge == HUGE and state == PENDING:
+        _tdcall_2m(vcpu, gpa)
+        return False
+    if (huge == NOT_HUGE and not sim.regions[region]) or state == BLOCKED:
+        # Nothing maps the region (or its leaf is being zapped): an EPT violation, and
+        # KVM maps it at the level the guest accepts at. ACCEPT exits are not counted.
+        vcpu.want_2m = True
+        vcpu.exit_pending = False
+        vcpu._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
+        return False
+    if huge == NOT_HUGE:
+        # 4K entries map the region: the module refuses a 2M ACCEPT. (Linux then accepts
+        # at 4K, which a script writes as 4K `accept` steps.)
+        t = sim.now
+        sim.emit((t, vcpu.seamcall_ns, TDCALL, vcpu.name, ACCEPT,
+                  TDX_PAGE_SIZE_MISMATCH | OPERAND_RCX, None, 1, ERROR, None))
+    vcpu.op = None  # accepted already (or leaked): done
+    return True
+
+
+def _tdcall_2m(vcpu: GuestRun, gpa: int) -> None:
+    sim = vcpu.sim
+    t = sim.now
+    fail = sim.locks.try_plan(_ACCEPT_PLAN, vcpu.i, gpa, False)
+    vcpu.in_tdcall = True
+    if fail is None:
+        dur = sim.timing.accept_2m_ns
+        vcpu.tdcall_end = t + dur
+        sim.emit((t, dur, TDCALL, vcpu.name, ACCEPT, 0, None, 1, SUCCESS, {"level": "2M"}))
+        sim.at(t + dur, _accepted_2m, (vcpu, gpa))
+        return
+    # As at 4K: the BUSY goes back to the guest, which accepts again (a new logical call).
+    vcpu.tdcall_end = t + vcpu.seamcall_ns
+    sim.emit((t, vcpu.seamcall_ns, TDCALL, vcpu.name, ACCEPT, fail.status, fail.operand, 1,
+              GIVEUP, {"level": "2M"}))
+    sim.at(t + vcpu.seamcall_ns, vcpu._tdcall_busy_done)
+
+
+def _accepted_2m(arg: Any) -> None:
+    vcpu, gpa = arg
+    pages = vcpu.sim.pages
+    for page in range(gpa, gpa + REGION_PAGES):
+        if pages[page] == PENDING:
+            pages[page] = ACCEPTED
+    vcpu._accepted(gpa)
