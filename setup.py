@@ -37,6 +37,7 @@ COMPILED = [
     "engine/fault.py",
     "engine/guestrun.py",
     "engine/vcpu.py",
+    "engine/huge.py",
     "engine/zap.py",
     "engine/summary.py",
     "engine/tracks.py",
