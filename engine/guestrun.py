@@ -61,6 +61,8 @@ class GuestRun(EptViolationHandler):
         self.kick_pending = False
         self.hp_since = -1
         self.accept_ns = sim.timing.accept_ns
+        # A 2M ACCEPT in progress (engine.huge): (start, record index, chunks before, end).
+        self.accepting_2m: tuple[int, int, int, int] | None = None
 
     def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:
         """The TD exit (the run loop's, engine.vcpu.Vcpu._exit)."""
