@@ -17,6 +17,8 @@ from engine.locks import OP_STATE, SEPT_ENTRY, SEPT_TREE, TDR, Step
 from engine.module import host_locks
 from engine.run import run
 from engine.scenario import Scenario, load, parse
+from tests.engine.support import logical_calls
+from tests.engine.test_properties import check_chrome_raw, check_statuses
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "huge_demote_ignores_busy.toml"
 END_NS = 400_000
@@ -230,6 +232,21 @@ def test_demote_goes_through_every_export_and_the_summary(fmt: str) -> None:
     assert result["by_leaf"][DEMOTE] == {"attempts": 1, "busy": 0, "retries": 0, "giveups": 0}
     body = text if isinstance(text, str) else text.decode("latin-1")
     assert DEMOTE in body
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_examples_log_keeps_the_contracts_invariants(policy: str) -> None:
+    """Under every policy: statuses and outcomes as the contract says, t_ns in order,
+    logical calls continue properly (bounded: at most retry_max + 1 attempts), and the
+    Chrome trace nests on every track (the shortened 2M ACCEPT records included)."""
+    sc = load(EXAMPLE)
+    _, log = records(sc, policy=policy)
+    check_statuses(log)
+    assert [r["t_ns"] for r in log] == sorted(r["t_ns"] for r in log)
+    calls = list(logical_calls(log))
+    if policy == "bounded":
+        assert max(len(c) for c in calls) <= sc.config().retry_max + 1
+    check_chrome_raw(log_of(sc, "chrome", policy=policy)[1], until_ns=END_NS)
 
 
 def test_the_log_is_deterministic() -> None:
