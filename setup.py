@@ -38,6 +38,7 @@ COMPILED = [
     "engine/guestrun.py",
     "engine/vcpu.py",
     "engine/huge.py",
+    "engine/accept2m.py",
     "engine/zap.py",
     "engine/summary.py",
     "engine/tracks.py",

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.accept2m import accept_2m
 from engine.errors import InvariantError
 from engine.fault import EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
 from engine.guest import STOP as OP_STOP
-from engine.huge import accept_2m
 from engine.module import GUEST_PLANS
 from engine.pagebytes import ACCEPTED, BLOCKED, PENDING, UNMAPPED
 from engine.records import GIVEUP, HP_TIMEOUT, SUCCESS, TDCALL

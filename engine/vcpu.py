@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.accept2m import interrupt_2m
 from engine.errors import InvariantError
 from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
 from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
-from engine.huge import interrupt_2m
 from engine.locks import Plan
 from engine.module import (
     VP_ENTER_BRIEF_PLAN,

@@ -275,3 +275,22 @@ def test_demote_ignores_busy_must_be_a_boolean() -> None:
     with pytest.raises(ScenarioError) as err:
         scenario(zap='[[zap]]\ngpa = "0x201000"\nat_us = 10\ndemote_ignores_busy = 1\n')
     assert err.value.messages == ["t.toml: zap[0].demote_ignores_busy: must be true or false"]
+
+
+def test_a_host_that_gives_up_starves_a_2m_accept_until_the_hp_timeout() -> None:
+    """Module 1.5's host priority: the host's failed BLOCK sets the 2 MB entry's HP bit;
+    under `none` (and without the knob) nothing on the host side retries, so the bit stays
+    set and the guest's resumed 2M ACCEPT gets BUSY_HOST_PRIORITY (0x8000020400000001) on
+    every try until HP_LOCK_TIMEOUT, when the module forces a TD exit: an hp_timeout."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace("demote_ignores_busy = true", "")
+    text += "\n[timing]\nhp_lock_timeout_ns = 10000000\n"
+    sc = parse(text, EXAMPLE.name)
+    out = io.StringIO()
+    result = run(sc.config(policy="none"), sc, 12_000_000, out)
+    log = [json.loads(line) for line in out.getvalue().splitlines()]
+    tries = [r for r in log if r["leaf"] == ACCEPT and r["outcome"] == "giveup"]
+    assert {r["status"] for r in tries} == {"0x8000020400000001"}
+    first = tries[0]["t_ns"]
+    timeouts = [r for r in log if r["kind"] == "hp_timeout"]
+    assert result["hp_timeouts"] == len(timeouts) == 1
+    assert first + 10_000_000 <= timeouts[0]["t_ns"] < first + 10_100_000
