@@ -25,8 +25,12 @@ zap path read pages as they always do.
   took the -EAGAIN of a BUSY BLOCK (tdx_sept_zap_private_spte) or DEMOTE and went on as if
   the split had happened (canonical/tdx#100, #213): DEMOTE runs after a BLOCK that did not
   happen, and the module refuses it.
-- KVM never issues TDH.MEM.PAGE.PROMOTE in the 2025 series (no in-place merging of a TD's
-  private mappings); its lock set is in engine.module for completeness only.
+- TDH.MEM.PAGE.PROMOTE is not modelled: the 2025 series splits only (its split patch has
+  no merge path). The 2023 large-page series (Isaku Yamahata, v6/v7,
+  tdx_sept_merge_private_spt) merged in the fault path with BLOCK, a TLB flush and
+  PROMOTE, backing off with -EAGAIN and UNBLOCK while some sub-pages were still PENDING
+  (TDX_EPT_INVALID_PROMOTE_CONDITIONS); no scenario here issues it, and its lock set is in
+  engine.module only.
 """
 
 from __future__ import annotations

@@ -219,8 +219,9 @@ def test_an_interrupted_2m_accept_resumes_where_it_stopped() -> None:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_kvm_never_issues_promote(policy: str) -> None:
-    """No path of KVM's (the 2025 series included) merges a TD's mappings: no PROMOTE."""
+def test_no_modelled_path_issues_promote(policy: str) -> None:
+    """The 2025 series splits and never merges, so no path issues PROMOTE (the 2023
+    series' fault-path merge is not modelled)."""
     _, log = records(load(EXAMPLE), policy=policy)
     assert all(r["leaf"] != "TDH.MEM.PAGE.PROMOTE" for r in log)
 
