@@ -154,6 +154,7 @@ def done_2m(sim: Simulation, leaf: str, page: int) -> None:
         for k in range(REGION_PAGES):
             pages[page + k] = saved[k]
         sim.huge[region] = NOT_HUGE
+        sim.huge_leaves -= 1
         sim.regions[region] = 1
         del sim.block_epoch[page]
         sim.accept_progress.pop(region, None)  # sept_cleanup_if_pending: counters cleared
@@ -165,6 +166,7 @@ def done_2m(sim: Simulation, leaf: str, page: int) -> None:
     else:  # REMOVE at 2M
         fill(pages, page, page + REGION_PAGES, UNMAPPED)
         sim.huge[region] = NOT_HUGE
+        sim.huge_leaves -= 1
         sim.huge_saved.pop(region, None)
         sim.accept_progress.pop(region, None)
         del sim.block_epoch[page]
@@ -188,3 +190,4 @@ def mapped_2m(sim: Simulation, page: int) -> None:
     """TDH.MEM.PAGE.AUG at 2M succeeded: 512 PENDING pages under one leaf."""
     fill(sim.pages, page, page + REGION_PAGES, PENDING)
     sim.huge[page >> 9] = HUGE
+    sim.huge_leaves += 1

@@ -77,6 +77,7 @@ class Simulation:
         # as they were before its BLOCK, for DEMOTE to give its 512 children back.
         self.huge = page_bytes(self.layout.pages // 512 + 1)
         self.huge_saved: dict[int, bytes] = {}
+        self.huge_leaves = 0  # 2 MB leaves mapped: while none are, zaps take the plain path
         # Pages a 2M ACCEPT has zeroed so far, by region (the entry's accept counter).
         self.accept_progress: dict[int, int] = {}
         # The TD epoch at each blocked page's TDH.MEM.RANGE.BLOCK (for TLB tracking).

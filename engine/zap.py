@@ -101,13 +101,36 @@ class Zapper:
         self.batch = self._pick()
         if not self.batch:
             return self._finish()
-        self.ops = plan(self.sim, self.batch)
+        # With 2 MB leaves in the TD, a planned sequence (engine.huge); else the plain one.
+        self.ops = plan(self.sim, self.batch) if self.sim.huge_leaves else []
         self.step = 0
         self._next()
 
     # -- the sequence: BLOCK each, TRACK, kick, REMOVE each ----------------------------
     def _next(self) -> None:
-        """Run the batch's next operation: (code, page) pairs built by engine.huge.plan."""
+        if self.ops:
+            return self._next_op()
+        n = len(self.batch)
+        pages = self.sim.pages
+        # Pages whose BLOCK gave up are not removed: skip them in a loop (a batch may be
+        # a whole memslot).
+        while n + 2 <= self.step < 2 * n + 2 and pages[self.batch[self.step - n - 2]] != BLOCKED:
+            self.step += 1
+        step = self.step
+        if step < n:
+            self._call(BLOCK, self.batch[step])
+        elif step == n:
+            self._call(TRACK, 0)
+        elif step == n + 1:
+            self._kick(self._kicked)
+        elif step < 2 * n + 2:
+            self._call(REMOVE, self.batch[step - n - 2])
+        else:
+            self._finish()
+
+    def _next_op(self) -> None:
+        """The same sequence for a batch that touches 2 MB leaves: its (code, page)
+        operations from engine.huge.plan, splits first."""
         ops = self.ops
         sim = self.sim
         while self.step < len(ops):
@@ -121,8 +144,6 @@ class Zapper:
                 if not sim.huge[page >> 9]:
                     return self._call(BLOCK, page)
             elif code == OP_REMOVE:
-                # Pages whose BLOCK gave up are not removed: skip them in a loop (a batch
-                # may be a whole memslot).
                 if sim.pages[page] == BLOCKED and not sim.huge[page >> 9]:
                     return self._call(REMOVE, page)
             elif huge_op_due(self, code, page):
@@ -181,9 +202,12 @@ class Zapper:
         else:
             fail = sim.locks.try_acquire(steps, -1, page, True)
             if fail is None:
-                refused = self._refused(leaf, page)
-                if refused:
-                    return self._module_error(steps, refused)
+                if leaf == REMOVE and not self._tlb_tracked(page):
+                    return self._module_error(steps, TDX_TLB_TRACKING_NOT_DONE | OPERAND_RCX)
+                if leaf == DEMOTE:
+                    refused = demote_refused(sim, page, self._tlb_tracked(page))
+                    if refused:
+                        return self._module_error(steps, refused)
                 dur = timing.seamcall_ns + getattr(timing, _WORK[leaf])
                 sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
                 sim.at(t + dur, self._done, steps)
@@ -219,16 +243,6 @@ class Zapper:
         if sim.td_epoch <= blocked:
             return False
         return not any(v.record_open and v.entry_epoch <= blocked for v in sim.vcpus)
-
-    def _refused(self, leaf: str, page: int) -> int:
-        """The module's state checks once the locks are held: 0, or the error status.
-        REMOVE and DEMOTE need the entry's TLB tracking done (tdh_mem_page_remove,
-        tdh_mem_page_demote: TDX_TLB_TRACKING_NOT_DONE on RCX)."""
-        if leaf == REMOVE:
-            return 0 if self._tlb_tracked(page) else TDX_TLB_TRACKING_NOT_DONE | OPERAND_RCX
-        if leaf == DEMOTE:
-            return demote_refused(self.sim, page, self._tlb_tracked(page))
-        return 0
 
     def _module_error(self, steps: Any, status: int) -> None:
         """A failing status other than BUSY (outcome `error`): KVM_BUG_ON under every
