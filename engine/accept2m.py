@@ -47,7 +47,6 @@ def accept_2m(vcpu: GuestRun, gpa: int) -> bool:
     if (huge == NOT_HUGE and not sim.regions[region]) or state == BLOCKED:
         # Nothing maps the region (or its leaf is being zapped): an EPT violation, and
         # KVM maps it at the level the guest accepts at. ACCEPT exits are not counted.
-        vcpu.want_2m = True
         vcpu.exit_pending = False
         vcpu._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
         return False

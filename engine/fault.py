@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine.actor import Actor
 from engine.errors import InvariantError
-from engine.huge import mapped_2m
+from engine.guest import ACCEPT as OP_ACCEPT
+from engine.guest import Op
+from engine.huge import LEVEL_2M, mapped_2m
 from engine.locks import Plan
 from engine.pagebytes import PENDING, UNMAPPED
 from engine.policies import GIVE_UP, RERUN
@@ -63,7 +65,9 @@ class EptViolationHandler(Actor):
         self.fault_gpa = 0
         self.in_fault = False
         self.frozen = -1  # -1, or the page (>= 0) or region (-2 - region) it froze
-        self.want_2m = False  # the guest accepts at 2M: map the region with one 2M AUG
+        # The guest's instruction being handled (engine.guestrun sets it): an ACCEPT at 2M
+        # (`arg` LEVEL_2M) has its region mapped with one 2M AUG.
+        self.op: Op | None = None
         self.huge_call = False  # the call in progress is that AUG (engine.huge)
         self.work_ns = 0  # the module's work in the call in progress, besides the round trip
         # The current logical call of the fault path.
@@ -167,7 +171,9 @@ class EptViolationHandler(Actor):
             self.frozen = -2 - region
             # The guest accepts at 2M: the region's SPTE becomes a 2 MB leaf (one AUG at
             # PG_LEVEL_2M) rather than a page table.
-            if self.want_2m:
+            op = self.op
+            if (op is not None and op.kind == OP_ACCEPT and op.arg == LEVEL_2M
+                    and op.gpas[0] == gpa):
                 self._call(AUG, True)
             else:
                 self._call(SEPT_ADD)
@@ -291,7 +297,6 @@ class EptViolationHandler(Actor):
         if self.held is not None:
             self._resolve(GIVEUP)
         self.in_fault = False
-        self.want_2m = False
         if result != USERSPACE:
             self.enter(None)
 
