@@ -48,6 +48,9 @@ class EptViolationHandler(Actor):
     restores it when the SEAMCALL failed. A vCPU that finds the SPTE frozen returns
     RET_PF_RETRY without a SEAMCALL: two AUGs of one GFN never happen.
 
+    A guest ACCEPT at 2M of a region that nothing maps is mapped with one
+    TDH.MEM.PAGE.AUG at PG_LEVEL_2M, freezing the region's SPTE (engine.huge).
+
     The vCPU's run loop (engine.vcpu.Vcpu) derives from this class and provides `enter`.
     """
 
