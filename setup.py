@@ -37,6 +37,8 @@ COMPILED = [
     "engine/fault.py",
     "engine/guestrun.py",
     "engine/vcpu.py",
+    "engine/huge.py",
+    "engine/accept2m.py",
     "engine/zap.py",
     "engine/summary.py",
     "engine/tracks.py",

@@ -242,7 +242,8 @@ def memory_bytes(scenario: Scenario, vcpus: int, events: float) -> tuple[int, st
     pages = _pages(scenario, vcpus)
     key_pages = ("workload.td_memory_mib" if w.td_memory_mib * PAGES_PER_MIB >= pages
                  else "vcpus")
-    parts = {key_pages: pages * BYTES_PER_PAGE + pages // REGION_PAGES,
+    # Per 512-page region: its page table present, its frozen SPTE, its 2 MB leaf.
+    parts = {key_pages: pages * BYTES_PER_PAGE + 3 * (pages // REGION_PAGES),
              "vcpus": vcpus * BYTES_PER_VCPU}
     if w.multi_gfn_fraction:
         parts["workload.multi_gfn_count"] = vcpus * w.multi_gfn_count * BYTES_PER_GFN

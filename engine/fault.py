@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from engine.actor import Actor
 from engine.errors import InvariantError
+from engine.guest import ACCEPT as OP_ACCEPT
+from engine.guest import Op
+from engine.huge import LEVEL_2M, mapped_2m
 from engine.locks import Plan
 from engine.pagebytes import PENDING, UNMAPPED
 from engine.policies import GIVE_UP, RERUN
@@ -45,6 +48,9 @@ class EptViolationHandler(Actor):
     restores it when the SEAMCALL failed. A vCPU that finds the SPTE frozen returns
     RET_PF_RETRY without a SEAMCALL: two AUGs of one GFN never happen.
 
+    A guest ACCEPT at 2M of a region that nothing maps is mapped with one
+    TDH.MEM.PAGE.AUG at PG_LEVEL_2M, freezing the region's SPTE (engine.huge).
+
     The vCPU's run loop (engine.vcpu.Vcpu) derives from this class and provides `enter`.
     """
 
@@ -62,6 +68,11 @@ class EptViolationHandler(Actor):
         self.fault_gpa = 0
         self.in_fault = False
         self.frozen = -1  # -1, or the page (>= 0) or region (-2 - region) it froze
+        # The guest's instruction being handled (engine.guestrun sets it): an ACCEPT at 2M
+        # (`arg` LEVEL_2M) has its region mapped with one 2M AUG.
+        self.op: Op | None = None
+        self.huge_call = False  # the call in progress is that AUG (engine.huge)
+        self.work_ns = 0  # the module's work in the call in progress, besides the round trip
         # The current logical call of the fault path.
         self.leaf = ""
         self.attempt = 1
@@ -75,6 +86,7 @@ class EptViolationHandler(Actor):
         self.kvm_fault_ns = timing.kvm_fault_ns
         self.sept_add_ns = timing.sept_add_ns
         self.page_aug_ns = timing.page_aug_ns
+        self.page_aug_2m_ns = timing.page_aug_2m_ns
 
     def enter(self, _: Any) -> None:
         """TDH.VP.ENTER (the run loop's, engine.vcpu.Vcpu.enter)."""
@@ -154,11 +166,20 @@ class EptViolationHandler(Actor):
             sim.vmm_mutex.acquire(self._vmm_granted)
             return
         if not sim.regions[region]:
+            if sim.huge[region]:
+                return self._fault_end(_FIXED)  # a 2 MB leaf maps it (engine.huge)
             if sim.frozen_regions[region]:
                 return self._fault_end(RETRY)  # is_frozen_spte: another vCPU installs it
             sim.frozen_regions[region] = 1
             self.frozen = -2 - region
-            self._call(SEPT_ADD)
+            # The guest accepts at 2M: the region's SPTE becomes a 2 MB leaf (one AUG at
+            # PG_LEVEL_2M) rather than a page table.
+            op = self.op
+            if (op is not None and op.kind == OP_ACCEPT and op.arg == LEVEL_2M
+                    and op.gpas[0] == gpa):
+                self._call(AUG, True)
+            else:
+                self._call(SEPT_ADD)
         elif sim.pages[gpa] == UNMAPPED:
             if sim.frozen[gpa]:
                 return self._fault_end(RETRY)
@@ -176,7 +197,12 @@ class EptViolationHandler(Actor):
             self.sim.frozen_regions[-2 - frozen] = 0
         self.frozen = -1
 
-    def _call(self, leaf: str) -> None:
+    def _call(self, leaf: str, huge: bool = False) -> None:
+        self.huge_call = huge
+        if leaf == SEPT_ADD:
+            self.work_ns = self.sept_add_ns
+        else:
+            self.work_ns = self.page_aug_2m_ns if huge else self.page_aug_ns
         held = self.held
         if held is not None and held[4] != leaf:
             self._resolve(GIVEUP)  # the re-run fault needs another leaf: a new call
@@ -215,7 +241,7 @@ class EptViolationHandler(Actor):
         if self.held is not None:
             self._resolve(BUSY)
         if fail is None:
-            dur = self.seamcall_ns + (self.sept_add_ns if leaf == SEPT_ADD else self.page_aug_ns)
+            dur = self.seamcall_ns + self.work_ns
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
             sim.post(t + dur, self, CALL_DONE, steps)
             return
@@ -253,6 +279,8 @@ class EptViolationHandler(Actor):
         sim.locks.release_plan(steps, self.i, gpa)
         if self.leaf == SEPT_ADD:
             sim.regions[gpa >> 9] = 1
+        elif self.huge_call:
+            mapped_2m(sim, gpa)
         else:
             if sim.pages[gpa] != UNMAPPED:
                 raise InvariantError(f"{self.name}: AUG of page {gpa:#x} in state "

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.accept2m import accept_2m
 from engine.errors import InvariantError
 from engine.fault import EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
@@ -60,6 +61,8 @@ class GuestRun(EptViolationHandler):
         self.kick_pending = False
         self.hp_since = -1
         self.accept_ns = sim.timing.accept_ns
+        # A 2M ACCEPT in progress (engine.huge): (start, record index, chunks before, end).
+        self.accepting_2m: tuple[int, int, int, int] | None = None
 
     def _exit(self, reason: int, gpa: int = -1, counted: bool = False, status: int = -1) -> None:
         """The TD exit (the run loop's, engine.vcpu.Vcpu._exit)."""
@@ -107,6 +110,8 @@ class GuestRun(EptViolationHandler):
             self._exit(EXIT_STOP, -1, False, -1)
         elif kind == OP_ACCEPT:
             gpa = op.gpas[0]
+            if op.arg:  # the ACCEPT is at the 2M level
+                return accept_2m(self, gpa)
             state = sim.pages[gpa]
             if state == PENDING:
                 self._tdcall_accept(gpa)

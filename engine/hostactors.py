@@ -38,6 +38,7 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             sim.host_actors.append(Zapper(sim, zaps, spec.batch_pages, spec.every_ns,
                                           spec.start_ns - spec.every_ns, spec.times_ns,
                                           ((spec.lo, spec.hi),)))
+            sim.host_actors[-1].ignores_busy = spec.demote_ignores_busy
             zaps += 1
         elif isinstance(spec, InvalidateSpec):
             windows = [(t, t + spec.duration_ns) for t in spec.times_ns]

@@ -46,6 +46,13 @@ _LOCKS_15: dict[str, tuple[Step, ...]] = {
     "TDH.MEM.PAGE.REMOVE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _OLD_PAGE_EX),
     "TDH.MEM.SEPT.REMOVE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _OLD_PAGE_EX),
     "TDH.MEM.TRACK": (_TDR_SH, _OPS_SH, _EPOCH_EX),
+    # tdh_mem_page_demote: TDR, op-state and the tree shared, the 2 MB entry host-side;
+    # the new SEPT page (R8) is a free host page, left out like SEPT.ADD's.
+    "TDH.MEM.PAGE.DEMOTE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX),
+    # tdh_mem_page_promote: the same, plus the PAMT entry of the SEPT page it frees
+    # (exclusive) and, in is_sept_page_valid_for_merge, each of the 512 child entries
+    # host-side (the engine's per-GPA lock of the 2 MB range stands for them).
+    "TDH.MEM.PAGE.PROMOTE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _OLD_PAGE_EX),
 }
 # Module 1.0 serialised every SEPT change: the tree lock is exclusive throughout.
 _LOCKS_10: dict[str, tuple[Step, ...]] = {
@@ -54,6 +61,8 @@ _LOCKS_10: dict[str, tuple[Step, ...]] = {
     "TDH.MEM.SEPT.ADD": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
     "TDH.MEM.PAGE.AUG": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
     "TDH.MEM.PAGE.REMOVE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _OLD_PAGE_EX),
+    "TDH.MEM.PAGE.DEMOTE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX),
+    "TDH.MEM.PAGE.PROMOTE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _OLD_PAGE_EX),
 }
 # Guest TDCALLs on one page: the SEPT entry lock, guest side.
 GUEST_LOCKS: dict[str, tuple[Step, ...]] = {
@@ -92,4 +101,7 @@ def host_plans(module_version: str) -> dict[str, Plan]:
 SEPT_WRAPPED = frozenset((
     "TDH.MEM.PAGE.ADD", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG", "TDH.MEM.RANGE.BLOCK",
     "TDH.MEM.PAGE.REMOVE", "TDH.MEM.RANGE.UNBLOCK",
+    # The v19-era large-page series issued DEMOTE through the same wrapper
+    # (tdx_seamcall_sept in tdh_mem_page_demote).
+    "TDH.MEM.PAGE.DEMOTE",
 ))

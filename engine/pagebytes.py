@@ -21,6 +21,13 @@ ACCEPTED: Final = 2
 BLOCKED: Final = 3  # TDH.MEM.RANGE.BLOCK done, not yet removed
 LEAKED: Final = 4  # blocked for good: the zap path gave up on its REMOVE
 
+# 2 MB regions, one byte per 512 pages (sim.huge): whether the region is one 2 MB leaf
+# in the secure EPT. Its 512 page bytes keep the page states above (PENDING, ACCEPTED,
+# BLOCKED, LEAKED), so the guest and the zap path read pages as they always do.
+NOT_HUGE: Final = 0
+HUGE: Final = 1  # a 2 MB leaf (AUGed at 2M)
+HUGE_BLOCKED: Final = 2  # the 2 MB leaf is blocked (RANGE.BLOCK at 2M), not yet demoted
+
 
 def page_bytes(count: int) -> vec[u8]:
     """`count` zero bytes."""

@@ -30,8 +30,16 @@ class Timing:
     page_remove_ns: int = 2_500
     sept_remove_ns: int = 2_500
     track_ns: int = 1_000
+    # 2 MB mappings (engine/huge.py). AUG at 2M writes one SEPT entry, like a 4K AUG;
+    # DEMOTE writes the 512 entries of a new SEPT page (MOVDIR64B) and splits the PAMT
+    # entry: a few us.
+    page_aug_2m_ns: int = 2_500
+    page_demote_ns: int = 3_000
     # Guest TDCALL TDG.MEM.PAGE.ACCEPT of a 4K page (zeroes it): about 1.5 us in all.
     accept_ns: int = 1_500
+    # TDG.MEM.PAGE.ACCEPT of a 2 MB page zeroes 2 MiB: at some 20 GB/s, about 100 us,
+    # done as 512 chunks of 4K (200 ns each), with a check for interrupts after each.
+    accept_2m_ns: int = 102_400
     # TDH.VP.ENTER up to VM entry, and the TD exit back to the host: a couple of us each.
     vp_entry_ns: int = 2_000
     td_exit_ns: int = 2_000

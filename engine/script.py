@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.guest import ACCEPT, ACCESS, HLT, IO, STOP, Guest, Layout, Op, StochasticGuest
+from engine.huge import accept_level
 from engine.params import Workload
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ STEP_COMMON_KEYS = ("step", "repeat")
 # Step kind -> (required keys, optional keys), besides `step` and `repeat`.
 STEP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "access": (("gpa",), ("rip", "pages", "private")),
-    "accept": (("gpa",), ("rip",)),
+    "accept": (("gpa",), ("rip", "level")),
     "io": ((), ("rip",)),
     "hlt": (("hold_ns",), ("rip",)),
     "run": (("ns",), ()),
@@ -49,7 +50,8 @@ STEP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # Host-actor table -> (required keys, optional keys).
 ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shared": (("gpa",), ("pages",)),
-    "zap": (("gpa",), ("pages", "at_us", "every_us", "start_us", "batch_pages")),
+    "zap": (("gpa",), ("pages", "at_us", "every_us", "start_us", "batch_pages",
+                       "demote_ignores_busy")),
     "invalidate": (("gpa", "at_us", "duration_us"), ("pages", "zap")),
     "signal": (("vcpu", "every_us"), ("start_us", "count")),
     "memslot": (("gpa", "delete_at_us", "recreate_after_us"), ("pages",)),
@@ -93,6 +95,7 @@ class ZapSpec:
     times_ns: tuple[int, ...] = ()
     every_ns: int = 0
     start_ns: int = 0
+    demote_ignores_busy: bool = False  # the v19-era split path (engine.huge)
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,10 @@ def parse_step(raw: Any, path: str, check: Checker) -> Step | None:
         span = check.gpa_range(raw, key, path)
         if span is None:
             return None
+        if kind == "accept" and "level" in raw:
+            span = accept_level(raw, path, check, span)  # engine.huge: a 2M accept
+            if span is None:
+                return None
         return Step(kind, repeat, rip, span[0], span[1] - span[0], private)
     ns = 0
     if kind in ("hlt", "run"):
@@ -353,12 +360,15 @@ def _zap(t: dict[str, Any], path: str, check: Checker, span: Any) -> ZapSpec | N
         check.err(f"{path}.start_us", "only goes with `every_us`")
     pages = span[1] - span[0] if span else 1
     batch = check.integer(t, "batch_pages", path, 1, max(pages, 1), pages)
+    ignores = check.boolean(t, "demote_ignores_busy", path, False)
     if "at_us" in t:
         times = check.times_ns(t, "at_us", path)
-        return ZapSpec(span[0], span[1], batch, times_ns=times) if span and times else None
+        return ZapSpec(span[0], span[1], batch, times_ns=times,
+                       demote_ignores_busy=ignores) if span and times else None
     every = check.integer(t, "every_us", path, 1, MAX_TIME_US, 1)
     start = check.integer(t, "start_us", path, 0, MAX_TIME_US, every)
-    return ZapSpec(span[0], span[1], batch, every_ns=every * 1000, start_ns=start * 1000) if span else None
+    return ZapSpec(span[0], span[1], batch, every_ns=every * 1000, start_ns=start * 1000,
+                   demote_ignores_busy=ignores) if span else None
 
 
 def _invalidate(t: dict[str, Any], path: str, check: Checker, span: Any) -> InvalidateSpec | None:
@@ -426,8 +436,8 @@ def _ops(steps: tuple[Step, ...], ve: bool) -> Iterator[Op]:
             if kind == "access":
                 gpas = tuple(range(step.page, step.page + step.pages)) if step.private else ()
                 yield Op(run_ns, ACCESS, rip, gpas, ve)
-            elif kind == "accept":
-                yield Op(run_ns, ACCEPT, rip, (step.page,), ve)
+            elif kind == "accept":  # `pages` 512: at the 2M level (engine.huge.LEVEL_2M)
+                yield Op(run_ns, ACCEPT, rip, (step.page,), ve, int(step.pages > 1))
             elif kind == "io":
                 yield Op(run_ns, IO, rip, ())
             elif kind == "hlt":

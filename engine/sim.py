@@ -73,6 +73,13 @@ class Simulation:
         # Frozen mirror SPTEs (FROZEN_SPTE): a fault is installing this page or region.
         self.frozen = page_bytes(self.layout.pages)
         self.frozen_regions = page_bytes(self.layout.pages // 512 + 1)
+        # 2 MB leaves (engine/huge.py): a byte per region; the page bytes of a blocked one
+        # as they were before its BLOCK, for DEMOTE to give its 512 children back.
+        self.huge = page_bytes(self.layout.pages // 512 + 1)
+        self.huge_saved: dict[int, bytes] = {}
+        self.huge_leaves = 0  # 2 MB leaves mapped: while none are, zaps take the plain path
+        # Pages a 2M ACCEPT has zeroed so far, by region (the entry's accept counter).
+        self.accept_progress: dict[int, int] = {}
         # The TD epoch at each blocked page's TDH.MEM.RANGE.BLOCK (for TLB tracking).
         self.block_epoch: dict[int, int] = {}
         # TD attribute SEPT_VE_DISABLE: a PENDING-page access exits instead of a #VE.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from engine import guest as g
+from engine.accept2m import interrupt_2m
 from engine.errors import InvariantError
 from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
 from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
@@ -207,6 +208,8 @@ class Vcpu(GuestRun):
         if self.in_guest:
             if self.in_tdcall:
                 self.kick_pending = True
+                if self.accepting_2m is not None:  # it stops after its current 4K chunk
+                    return interrupt_2m(self) + self.td_exit_ns
                 return max(self.tdcall_end, now) + self.td_exit_ns
             self.gen += 1
             if self.compute_left:

@@ -5,11 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.huge import (
+    DEMOTE,
+    HUGE_LEAVES,
+    OP_BLOCK,
+    OP_KICK,
+    OP_REMOVE,
+    OP_TRACK,
+    demote_refused,
+    done_2m,
+    gave_up_2m,
+    huge_op_due,
+    plan,
+)
 from engine.pagebytes import ACCEPTED, BLOCKED, LEAKED, PENDING, UNMAPPED, find_either
 from engine.policies import GIVE_UP, KICK_RETRY, KVM_BUG
 from engine.records import BUSY, ERROR, GIVEUP, KICK, SEAMCALL, SUCCESS
 from engine.records import KVM_BUG as KVM_BUG_RECORD
-from engine.status import TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_TLB_TRACKING_NOT_DONE
+from engine.status import OPERAND_RCX, TDX_PREVIOUS_TLB_EPOCH_BUSY, TDX_TLB_TRACKING_NOT_DONE
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -17,12 +30,14 @@ if TYPE_CHECKING:
 BLOCK: Final = "TDH.MEM.RANGE.BLOCK"
 TRACK: Final = "TDH.MEM.TRACK"
 REMOVE: Final = "TDH.MEM.PAGE.REMOVE"
-_WORK = {BLOCK: "range_block_ns", TRACK: "track_ns", REMOVE: "page_remove_ns"}
+_WORK = {BLOCK: "range_block_ns", TRACK: "track_ns", REMOVE: "page_remove_ns",
+         DEMOTE: "page_demote_ns"}
 
 
 class Zapper:
     """Zaps batches of mapped pages, either every `interval_ns` from `start_ns` (a rate)
-    or once per entry of `times_ns`; `ranges` limits it to GPA page ranges."""
+    or once per entry of `times_ns`; `ranges` limits it to GPA page ranges. A batch that
+    covers part of a 2 MB mapping splits it first (engine.huge)."""
 
     def __init__(self, sim: Simulation, index: int, pages: int, interval_ns: int,
                  start_ns: int = 0, times_ns: tuple[int, ...] = (),
@@ -35,7 +50,10 @@ class Zapper:
         self.ranges = ranges or ((0, sim.layout.pages),)
         self.cursor = self.ranges[0][0]
         self.batch: list[int] = []
+        self.ops: list[tuple[int, int]] = []  # the batch's operations (engine.huge.plan)
         self.step = 0
+        self.level_2m = False  # the call in progress is at the 2 MB level (engine.huge)
+        self.ignores_busy = False  # the v19-era split path (engine.huge.split_gave_up)
         self.leaf = ""
         self.attempt = 1
         self.batch_start = 0
@@ -83,11 +101,15 @@ class Zapper:
         self.batch = self._pick()
         if not self.batch:
             return self._finish()
+        # With 2 MB leaves in the TD, a planned sequence (engine.huge); else the plain one.
+        self.ops = plan(self.sim, self.batch) if self.sim.huge_leaves else []
         self.step = 0
         self._next()
 
     # -- the sequence: BLOCK each, TRACK, kick, REMOVE each ----------------------------
     def _next(self) -> None:
+        if self.ops:
+            return self._next_op()
         n = len(self.batch)
         pages = self.sim.pages
         # Pages whose BLOCK gave up are not removed: skip them in a loop (a batch may be
@@ -105,6 +127,29 @@ class Zapper:
             self._call(REMOVE, self.batch[step - n - 2])
         else:
             self._finish()
+
+    def _next_op(self) -> None:
+        """The same sequence for a batch that touches 2 MB leaves: its (code, page)
+        operations from engine.huge.plan, splits first."""
+        ops = self.ops
+        sim = self.sim
+        while self.step < len(ops):
+            code, page = ops[self.step]
+            if code == OP_KICK:
+                return self._kick(self._kicked)
+            if code == OP_TRACK:
+                return self._call(TRACK, 0)
+            if code == OP_BLOCK:
+                # A page still inside a 2 MB leaf (its split failed) has no 4K entry.
+                if not sim.huge[page >> 9]:
+                    return self._call(BLOCK, page)
+            elif code == OP_REMOVE:
+                if sim.pages[page] == BLOCKED and not sim.huge[page >> 9]:
+                    return self._call(REMOVE, page)
+            elif huge_op_due(self, code, page):
+                return self._call(HUGE_LEAVES[code], page, True)
+            self.step += 1
+        self._finish()
 
     def _kicked(self, _: Any) -> None:
         self.step += 1
@@ -132,7 +177,8 @@ class Zapper:
         sim.emit((t, end - t, KICK, self.name, None, None, None, None, None, None))
         sim.at(end, then)
 
-    def _call(self, leaf: str, page: int) -> None:
+    def _call(self, leaf: str, page: int, level_2m: bool = False) -> None:
+        self.level_2m = level_2m
         self.leaf = leaf
         self.page = page
         self.attempt = 1
@@ -157,7 +203,11 @@ class Zapper:
             fail = sim.locks.try_acquire(steps, -1, page, True)
             if fail is None:
                 if leaf == REMOVE and not self._tlb_tracked(page):
-                    return self._tracking_not_done(steps)
+                    return self._module_error(steps, TDX_TLB_TRACKING_NOT_DONE | OPERAND_RCX)
+                if leaf == DEMOTE:
+                    refused = demote_refused(sim, page, self._tlb_tracked(page))
+                    if refused:
+                        return self._module_error(steps, refused)
                 dur = timing.seamcall_ns + getattr(timing, _WORK[leaf])
                 sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
                 sim.at(t + dur, self._done, steps)
@@ -194,17 +244,18 @@ class Zapper:
             return False
         return not any(v.record_open and v.entry_epoch <= blocked for v in sim.vcpus)
 
-    def _tracking_not_done(self, steps: Any) -> None:
-        """TDX_TLB_TRACKING_NOT_DONE (outcome `error`): KVM_BUG_ON in
-        tdx_sept_drop_private_spte under every policy; the page stays blocked, leaked."""
+    def _module_error(self, steps: Any, status: int) -> None:
+        """A failing status other than BUSY (outcome `error`): KVM_BUG_ON under every
+        policy (tdx_sept_drop_private_spte, tdx_sept_split_private_spte); a blocked page
+        stays blocked, leaked."""
         sim = self.sim
         t = sim.now
         sim.locks.release(steps, -1, self.page)
-        sim.emit((t, sim.timing.seamcall_ns, SEAMCALL, self.name, REMOVE,
-                  TDX_TLB_TRACKING_NOT_DONE, None, self.attempt, ERROR, None))
+        sim.emit((t, sim.timing.seamcall_ns, SEAMCALL, self.name, self.leaf, status, None,
+                  self.attempt, ERROR, None))
         sim.stats["kvm_bugs"] += 1
-        sim.emit((t, 0, KVM_BUG_RECORD, self.name, REMOVE, None, None, None, None,
-                  {"failed_status": "0x%016X" % TDX_TLB_TRACKING_NOT_DONE}))
+        sim.emit((t, 0, KVM_BUG_RECORD, self.name, self.leaf, None, None, None, None,
+                  {"failed_status": "0x%016X" % status}))
         sim.at(t + sim.timing.seamcall_ns, self._gave_up)
 
     def _kick_then_retry(self, _: Any) -> None:
@@ -226,7 +277,9 @@ class Zapper:
         sim.locks.release(steps, -1, page)
         self._release_vmm()
         self._unblock()
-        if leaf == BLOCK:
+        if self.level_2m:
+            done_2m(sim, leaf, page)
+        elif leaf == BLOCK:
             sim.pages[page] = BLOCKED
             sim.block_epoch[page] = sim.td_epoch
         elif leaf == TRACK:
@@ -241,7 +294,9 @@ class Zapper:
         sim = self.sim
         self._release_vmm()
         self._unblock()
-        if self.leaf == REMOVE:
+        if self.level_2m:
+            gave_up_2m(sim, self.leaf, self.page)
+        elif self.leaf == REMOVE:
             sim.pages[self.page] = LEAKED  # blocked for good: the host leaks it
             sim.block_epoch.pop(self.page, None)
             sim.stats["leaked_pages"] += 1

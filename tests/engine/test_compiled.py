@@ -80,7 +80,8 @@ def test_compiled_engine_writes_byte_identical_logs(compiled_tree: Path) -> None
 # Scenario files that exercise the fault and zap mechanics (frozen SPTEs, upstream's
 # held BUSY records, memslot deletion, invalidation windows), under two policies each.
 FILES = ["examples/frozen_spte_race.toml", "examples/invalidation_retry.toml",
-         "examples/zero_step_selftest.toml", "examples/memslot_vs_invalidation.toml"]
+         "examples/zero_step_selftest.toml", "examples/memslot_vs_invalidation.toml",
+         "examples/huge_demote_ignores_busy.toml"]
 FILE_PROBE = """
 import hashlib, json, sys
 from engine.export import chunks

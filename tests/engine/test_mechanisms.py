@@ -153,7 +153,8 @@ TOUCH = [[access(0x10, PAGE), io_exit(0x20, run_ns=40_000)]]
 def test_remove_without_a_tracked_block_is_tlb_tracking_not_done() -> None:
     """TDH.MEM.PAGE.REMOVE of a blocked page needs a TRACK that succeeded after the BLOCK:
     under `none` the TRACK met BUSY|TD_EPOCH and was dropped, so the REMOVE returns
-    TDX_TLB_TRACKING_NOT_DONE (outcome `error`), KVM_BUG_ON in tdx_sept_drop_private_spte."""
+    TDX_TLB_TRACKING_NOT_DONE on RCX, 0xC0000B0800000001 (tdh_mem_page_remove; outcome
+    `error`), KVM_BUG_ON in tdx_sept_drop_private_spte."""
     log = log_of("none", TOUCH, EPOCH_HELD)
     zap = [(r["t_ns"], r["kind"], r["leaf"], r["status"], r["outcome"]) for r in log
            if r["actor"] == "zap0"]
@@ -161,7 +162,7 @@ def test_remove_without_a_tracked_block_is_tlb_tracking_not_done() -> None:
         (20_000, "seamcall", "TDH.MEM.RANGE.BLOCK", "0x0000000000000000", "success"),
         (22_000, "seamcall", TRACK, "0x80000200000000A9", "giveup"),
         (23_000, "kick", None, None, None),
-        (27_000, "seamcall", REMOVE, "0xC0000B0800000000", "error"),
+        (27_000, "seamcall", REMOVE, "0xC0000B0800000001", "error"),
         (27_000, "kvm_bug", REMOVE, None, None)]
 
 

@@ -37,6 +37,10 @@ TABLE_15 = {
     "TDH.MEM.SEPT.REMOVE": [(TDR, SH), (OP_STATE, SH), (SEPT_TREE, EX), (SEPT_ENTRY, EX),
                             (PAGE, EX)],
     "TDH.MEM.TRACK": [(TDR, SH), (OP_STATE, SH), (TD_EPOCH, EX)],
+    # intel/tdx-module tdh_mem_page_demote.c / tdh_mem_page_promote.c (TDX 1.5.01).
+    "TDH.MEM.PAGE.DEMOTE": [(TDR, SH), (OP_STATE, SH), (SEPT_TREE, SH), (SEPT_ENTRY, EX)],
+    "TDH.MEM.PAGE.PROMOTE": [(TDR, SH), (OP_STATE, SH), (SEPT_TREE, SH), (SEPT_ENTRY, EX),
+                             (PAGE, EX)],
 }
 
 
@@ -86,10 +90,11 @@ def test_vp_enter_lock_sets() -> None:
 
 
 def test_wrapped_leaves_are_the_seed_patchs() -> None:
-    """The bounded wrapper covers PAGE.ADD, SEPT.ADD, AUG, BLOCK, REMOVE, UNBLOCK; not TRACK."""
+    """The bounded wrapper covers PAGE.ADD, SEPT.ADD, AUG, BLOCK, REMOVE, UNBLOCK, and the
+    v19-era large-page series' DEMOTE (tdx_seamcall_sept); not TRACK."""
     assert SEPT_WRAPPED == {"TDH.MEM.PAGE.ADD", "TDH.MEM.SEPT.ADD", "TDH.MEM.PAGE.AUG",
                             "TDH.MEM.RANGE.BLOCK", "TDH.MEM.PAGE.REMOVE",
-                            "TDH.MEM.RANGE.UNBLOCK"}
+                            "TDH.MEM.RANGE.UNBLOCK", "TDH.MEM.PAGE.DEMOTE"}
 
 
 def test_boot_32_vcpus_module_10_hits_sept_tree_busy_early() -> None:

@@ -134,7 +134,7 @@ def test_unknown_or_missing_step_kind() -> None:
 def test_unknown_key_in_a_step() -> None:
     assert step_errors('{step = "accept", gpa = 0, pages = 2}') == [
         "f.toml: vcpu[0].script[2].pages: unknown key for step 'accept'; accepted: gpa, "
-        "step, repeat, rip"]
+        "step, repeat, rip, level"]
 
 
 def test_missing_key_in_a_step() -> None:
