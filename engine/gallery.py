@@ -7,7 +7,8 @@ policy of its top-level `policies` list (default: its own `[td]` policy) with wh
 run showed, counted from the records: BUSY by leaf and operand, give-ups, errors, kicks,
 KVM bugs, stalls, a dead VM, memory-fault exits, zero-step activations, and any record
 kind this module does not know yet, by its name. `--check` writes nothing and exits 1
-when the page is not what the files give (tests/engine/test_gallery.py does the same).
+when the page is not what the files give (tests/engine/test_gallery.py does the same); an
+invalid file is named with its errors (exit 2).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import status
+from engine.errors import ScenarioError
 from engine.records import (
     CALL_KINDS,
     CONTROL,
@@ -107,7 +109,7 @@ class Outcome:
 
     def line(self) -> str:
         """The run in one line: the counts that are not zero."""
-        parts = [f"{self.calls} calls"]
+        parts = [_plural(self.calls, "attempt")]
         if self.busy:
             groups = self.busy.most_common()
             named = [f"{n} {label} on {leaf}" for (label, leaf), n in groups[:MOST_GROUPS]]
@@ -234,7 +236,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     if not args.examples.is_dir():
         parser.error(f"--examples: {args.examples} is not a directory")
-    page = render(args.examples, Path.cwd())
+    try:
+        page = render(args.examples, Path.cwd())
+    except ScenarioError as exc:
+        sys.stderr.write("\n".join(exc.messages) + "\n")
+        return 2
     if args.check:
         same = args.out.is_file() and args.out.read_text(encoding="utf-8") == page
         if not same:

@@ -113,10 +113,10 @@ def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
     for rec in rows:
         out.add(rec)
     assert out.line() == (
-        "3 calls; BUSY 1 TD_EPOCH on TDH.MEM.TRACK; 1 retry; errors: 1 "
+        "3 attempts; BUSY 1 TD_EPOCH on TDH.MEM.TRACK; 1 retry; errors: 1 "
         "TDX_TLB_TRACKING_NOT_DONE on TDH.MEM.PAGE.REMOVE; KVM bugs: 1 TDH.MEM.PAGE.REMOVE; "
         "stall: memslot0 waits on vcpu1 (SRCU grace period); 1 prefault")
-    assert Outcome().line() == "0 calls; no BUSY"
+    assert Outcome().line() == "0 attempts; no BUSY"
 
 
 def test_the_command_writes_and_checks_the_page(tmp_path: Path,
@@ -134,6 +134,10 @@ def test_the_command_writes_and_checks_the_page(tmp_path: Path,
     text = page.read_text(encoding="utf-8")
     assert "\n## x\n" in text and "\n- `none`: " in text and "\n- `upstream`: " in text
     assert main([*args, "--check"]) == 0
+    (examples / "two.toml").write_text('name = "y"\nduration_us = 0\n', encoding="utf-8")
+    assert main([*args, "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "two.toml: description: required" in err and "two.toml: duration_us:" in err
     with pytest.raises(SystemExit) as caught:
         main(["--examples", str(tmp_path / "nope")])
     assert caught.value.code == 2
