@@ -6,7 +6,8 @@ Each `examples/*.toml` is an entry: its name, description and source, and one li
 policy of its top-level `policies` list (default: its own `[td]` policy) with what the
 run showed, counted from the records: BUSY by leaf and operand, give-ups, errors, kicks,
 KVM bugs, stalls, a dead VM, memory-fault exits, zero-step activations, and any record
-kind this module does not know yet, by its name. `--check` writes nothing and exits 1
+kind this module does not know yet, by its name (and by the `result` or `action` it
+carries). `--check` writes nothing and exits 1
 when the page is not what the files give (tests/engine/test_gallery.py does the same); an
 invalid file is named with its errors (exit 2).
 """
@@ -71,6 +72,8 @@ class Outcome:
     vm_dead: list[str] = field(default_factory=list)
     memory_faults: Counter[str] = field(default_factory=Counter)  # by action
     kinds: Counter[str] = field(default_factory=Counter)  # every other record kind
+    # A kind this module does not know, by the `result` or `action` its records carry.
+    details: Counter[tuple[str, str]] = field(default_factory=Counter)
     synthetic_exits: int = 0
     leaked_pages: int = 0
 
@@ -90,6 +93,9 @@ class Outcome:
             self.memory_faults[str(extra.get("action", ""))] += 1
         elif kind not in _QUIET:
             self.kinds[kind] += 1
+            detail = extra.get("result", extra.get("action", ""))
+            if detail:
+                self.details[(kind, str(detail))] += 1
 
     def _call(self, rec: Record, extra: dict[str, Any]) -> None:
         leaf, rax, outcome = rec[4], rec[5], rec[8]
@@ -144,9 +150,19 @@ class Outcome:
         if self.leaked_pages:
             parts.append(_plural(self.leaked_pages, "leaked page"))
         known = {KICK, ZERO_STEP_ARMED, ZERO_STEP, HP_TIMEOUT}
-        parts += [f"{n} {kind}" for kind, n in sorted(self.kinds.items())
+        parts += [self._other(kind, n) for kind, n in sorted(self.kinds.items())
                   if kind not in known and n]
         return "; ".join(parts)
+
+
+    def _other(self, kind: str, n: int) -> str:
+        """A record kind of a later feature: its count, or its counts by result."""
+        by = sorted((detail, m) for (k, detail), m in self.details.items() if k == kind)
+        if not by:
+            return f"{n} {kind}"
+        rest = n - sum(m for _, m in by)
+        return f"{kind}: " + ", ".join([f"{m} {d}" for d, m in by] + ([f"{rest} other"]
+                                                                        if rest else []))
 
 
 def _counts(counter: Counter[str]) -> str:

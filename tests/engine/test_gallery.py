@@ -94,8 +94,8 @@ def test_gallery_duration_shortens_the_run() -> None:
 
 def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
     """Stalls, KVM bugs, errors and dead VMs are named; a record kind the gallery does not
-    know (a later feature's) is still counted by its name; the file's own host-actor
-    instants are not."""
+    know (a later feature's) is still counted by its name, by the `result` or `action`
+    its records carry when they do; the file's own host-actor instants are not."""
     out = Outcome()
     rows: list[tuple[Any, ...]] = [
         (0, 1000, "seamcall", "zap0", "TDH.MEM.TRACK", 0x80000200000000A9, "TD_EPOCH", 1,
@@ -108,6 +108,9 @@ def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
         (3000, 0, "stall", "memslot0", None, None, None, None, None,
          {"waits_on": ["vcpu1"], "why": "SRCU grace period"}),
         (4000, 0, "prefault", "prefault0", None, None, None, None, None, {"result": "EAGAIN"}),
+        (4500, 0, "prefault", "prefault0", None, None, None, None, None, {"result": "ok"}),
+        (4600, 0, "prefault", "prefault0", None, None, None, None, None, {"result": "EAGAIN"}),
+        (4700, 0, "flip", "flip0", None, None, None, None, None, None),
         (4000, 0, "memslot", "memslot0", None, None, None, None, None, {"action": "delete"}),
     ]
     for rec in rows:
@@ -115,7 +118,7 @@ def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
     assert out.line() == (
         "3 attempts; BUSY 1 TD_EPOCH on TDH.MEM.TRACK; 1 retry; errors: 1 "
         "TDX_TLB_TRACKING_NOT_DONE on TDH.MEM.PAGE.REMOVE; KVM bugs: 1 TDH.MEM.PAGE.REMOVE; "
-        "stall: memslot0 waits on vcpu1 (SRCU grace period); 1 prefault")
+        "stall: memslot0 waits on vcpu1 (SRCU grace period); 1 flip; prefault: 2 EAGAIN, 1 ok")
     assert Outcome().line() == "0 attempts; no BUSY"
 
 
