@@ -7,9 +7,9 @@ policy of its top-level `policies` list (default: its own `[td]` policy) with wh
 run showed, counted from the records: BUSY by leaf and operand, give-ups, errors, kicks,
 KVM bugs, stalls, a dead VM, memory-fault exits, zero-step activations, and any record
 kind this module does not know yet, by its name (and by the `result` or `action` it
-carries). `--check` writes nothing and exits 1
-when the page is not what the files give (tests/engine/test_gallery.py does the same); an
-invalid file is named with its errors (exit 2).
+carries). `--check` writes nothing and exits 1 when the page is not what the files give
+(tests/engine/test_gallery.py does the same); an invalid file is named with its errors
+(exit 2).
 """
 
 from __future__ import annotations
