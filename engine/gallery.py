@@ -93,9 +93,11 @@ class Outcome:
             self.memory_faults[str(extra.get("action", ""))] += 1
         elif kind not in _QUIET:
             self.kinds[kind] += 1
-            detail = extra.get("result", extra.get("action", ""))
+            detail = str(extra.get("result", extra.get("action", "")))
+            if detail and extra.get("ioctl"):  # an ioctl's return: name it with its result
+                detail = f"{extra['ioctl']} -> {detail}"
             if detail:
-                self.details[(kind, str(detail))] += 1
+                self.details[(kind, detail)] += 1
 
     def _call(self, rec: Record, extra: dict[str, Any]) -> None:
         leaf, rax, outcome = rec[4], rec[5], rec[8]

@@ -111,6 +111,8 @@ def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
         (4500, 0, "prefault", "prefault0", None, None, None, None, None, {"result": "ok"}),
         (4600, 0, "prefault", "prefault0", None, None, None, None, None, {"result": "EAGAIN"}),
         (4700, 0, "flip", "flip0", None, None, None, None, None, None),
+        (4800, 0, "ioctl", "prefault0", None, None, None, None, None,
+         {"ioctl": "KVM_PRE_FAULT_MEMORY", "result": "-EAGAIN"}),
         (4000, 0, "memslot", "memslot0", None, None, None, None, None, {"action": "delete"}),
     ]
     for rec in rows:
@@ -118,7 +120,8 @@ def test_a_line_counts_what_is_not_zero_and_any_new_record_kind() -> None:
     assert out.line() == (
         "3 attempts; BUSY 1 TD_EPOCH on TDH.MEM.TRACK; 1 retry; errors: 1 "
         "TDX_TLB_TRACKING_NOT_DONE on TDH.MEM.PAGE.REMOVE; KVM bugs: 1 TDH.MEM.PAGE.REMOVE; "
-        "stall: memslot0 waits on vcpu1 (SRCU grace period); 1 flip; prefault: 2 EAGAIN, 1 ok")
+        "stall: memslot0 waits on vcpu1 (SRCU grace period); 1 flip; "
+        "ioctl: 1 KVM_PRE_FAULT_MEMORY -> -EAGAIN; prefault: 2 EAGAIN, 1 ok")
     assert Outcome().line() == "0 attempts; no BUSY"
 
 
