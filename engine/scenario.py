@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from engine.sim import Simulation
 
 BUILTIN_NAMES = ("boot", "conversion", "zero-step")
-TOP_KEYS = ("name", "description", "source", "policies", "duration_us", "td", "timing",
-            "workload", *ARRAY_TABLES)
+TOP_KEYS = ("name", "description", "source", "policies", "duration_us",
+            "gallery_duration_us", "td", "timing", "workload", *ARRAY_TABLES)
 TD_KEYS = ("vcpus", "module_version", "zero_step", "policy", "retry_max", "seed",
            "sept_ve_disable")
 TD_ATTRIBUTES = ("sept_ve_disable",)  # TD attributes: not config fields
@@ -59,6 +59,8 @@ class Scenario:
     # The policies the case is meant to be compared under (the gallery runs each); empty:
     # only the file's own.
     policies: tuple[str, ...] = ()
+    # A shorter time for the race gallery (docs/gallery.md) than `duration_us`; 0: the same.
+    gallery_duration_us: int = 0
     td: dict[str, Any] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
     workload: Workload = field(default_factory=Workload)
@@ -153,6 +155,12 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     duration = data.get("duration_us", DEFAULT_DURATION_US)
     if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION_US:
         errors.append(_err(where, "duration_us", f"must be an integer from 1 to {MAX_DURATION_US}"))
+    gallery_us = data.get("gallery_duration_us", 0)
+    if "gallery_duration_us" in data and (
+            isinstance(gallery_us, bool) or not isinstance(gallery_us, int)
+            or not 1 <= gallery_us <= (duration if isinstance(duration, int) else MAX_DURATION_US)):
+        errors.append(_err(where, "gallery_duration_us", "must be an integer from 1 to the "
+                                                         "file's duration_us"))
     td = _table(data, "td", where, errors)
     sept_ve_disable = td.pop("sept_ve_disable", False)
     if not isinstance(sept_ve_disable, bool):
@@ -183,7 +191,7 @@ def parse(text: str, where: str = "<scenario>") -> Scenario:
     assert isinstance(name, str)
     return afford.checked(Scenario(
         name=name, description=description, source=source, policies=policies,
-        duration_us=duration, td=td,
+        duration_us=duration, gallery_duration_us=gallery_us, td=td,
         timing=timing, workload=workload, vcpu_specs=vcpu_specs, shared=shared, actors=actors,
         sept_ve_disable=sept_ve_disable is True), where)
 
