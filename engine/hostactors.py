@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.fault import RETRY, USERSPACE
+from engine.fault import RETRY, STALLED, USERSPACE, EptViolationHandler
 from engine.records import MEMORY_FAULT
 from engine.script import (
     INVALIDATE,
@@ -19,7 +19,6 @@ from engine.script import (
 from engine.zap import Zapper
 
 if TYPE_CHECKING:
-    from engine.fault import EptViolationHandler
     from engine.sim import Simulation
 
 # A memslot's state (Memslot.state): 0 is a slot that faults normally.
@@ -114,7 +113,10 @@ class Memslot:
     no vCPU is inside a fault on the slot. A policy that breaks out of its local retry on
     an INVALID slot (`upstream`, 6.18 on) exits to userspace; one that does not keeps
     retrying inside the read side, and deletion and vCPU wait on each other forever: a
-    `stall` record says so. After the grace period the range is zapped
+    `stall` record says so (one for each side), and the pair goes quiet: the faults wait in
+    their loop with no events until a signal, a dead VM or a new policy wakes them
+    (EptViolationHandler.wake_stalled), and the grace period is looked at again when one
+    leaves. After the grace period the range is zapped
     (kvm_arch_flush_shadow_memslot) and the slot is gone: its faults exit to userspace,
     which re-enters the vCPU once the slot is recreated, `recreate_after_ns` after the
     deletion began (or at once when the deletion finishes later than that).
@@ -131,6 +133,8 @@ class Memslot:
         self.recreate_ns = delete_ns + recreate_after_ns
         self.waiting: list[EptViolationHandler] = []  # vCPUs userspace re-enters at recreation
         self.spinning: list[EptViolationHandler] = []  # vCPUs retrying locally on INVALID
+        self.stalled = False  # the grace period waits on faults that never leave
+        self.polling = False  # a _grace event is due
         sim.at(delete_ns, self._delete)
 
     def fault(self, vcpu: EptViolationHandler) -> int:
@@ -139,6 +143,9 @@ class Memslot:
         if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
             if vcpu not in self.spinning:
                 self.spinning.append(vcpu)
+            if self.stalled:
+                vcpu.stalled_on = self
+                return STALLED
             return RETRY
         if self.state == INVALID and not sim.policy.local_retry:
             return RETRY  # RET_PF_RETRY by re-entering the guest
@@ -151,23 +158,50 @@ class Memslot:
     def _delete(self, _: Any) -> None:
         self.state = INVALID
         _record(self.sim, MEMSLOT, self.name, self.lo, self.hi, "delete")
+        self.polling = True
         self._grace(None)
 
     def _inside(self) -> list[EptViolationHandler]:
-        return [v for v in self.sim.vcpus if v.in_fault and self.lo <= v.fault_gpa < self.hi]
+        """The vCPUs (and prefaults) inside a fault on the slot: SRCU readers."""
+        faulting = [*self.sim.vcpus,
+                    *(a for a in self.sim.host_actors if isinstance(a, EptViolationHandler))]
+        return [v for v in faulting if v.in_fault and self.lo <= v.fault_gpa < self.hi]
 
     def _grace(self, _: Any) -> None:
         """synchronize_srcu: wait until no vCPU is inside a fault on the slot."""
         sim = self.sim
         inside = self._inside()
         if not inside:
+            self.polling = False
             self.zapper.zap_now(self._zapped)
             return
-        if all(v in self.spinning for v in inside) and sim.policy.local_retry:
-            sim.stall(self.name, [v.name for v in inside],
+        if all(v in self.spinning and v.retries_locally() for v in inside):
+            names = [v.name for v in inside]
+            sim.stall(self.name, names,
                       "memslot deletion waits for an SRCU grace period; the vCPUs retry "
                       "their fault on the INVALID slot inside it and never leave")
+            for name in names:
+                sim.stall(name, [self.name], "retries its fault on the INVALID slot, which "
+                                             "stays INVALID until the deletion goes on")
+            self.stalled = True
+            if all(v.stalled_on is self for v in inside):
+                self.polling = False  # all asleep: left() looks again when one leaves
+                return
         sim.at(sim.now + max(sim.timing.kvm_fault_ns, 1), self._grace)  # time must move
+
+    def left(self) -> None:
+        """A fault asleep on this slot's stall left its loop: look at the grace period."""
+        if not self.polling and self.state == INVALID:
+            self.polling = True
+            self.sim.at(self.sim.now, self._grace)
+
+    def wake_all(self) -> None:
+        """The policy changed or the VM died: every fault asleep on the stall runs again
+        (a policy that breaks out now leaves; a dead VM's loop ends)."""
+        self.stalled = False
+        for vcpu in self._inside():
+            vcpu.wake_stalled()
+        self.left()
 
     def _zapped(self) -> None:
         self.state = DELETED
@@ -200,6 +234,7 @@ class Signaller:
                   {"vcpu": vcpu.name}))
         vcpu.signal_pending = True
         vcpu.kick()
+        vcpu.wake_stalled()  # a fault asleep in a stalled loop sees the signal
         self.sent += 1
         if not self.spec.count or self.sent < self.spec.count:
             sim.at(sim.now + self.spec.every_ns, self._send)

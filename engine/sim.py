@@ -217,6 +217,8 @@ class Simulation:
         self.retry_max = self.config.retry_max
         self.zero_step = self.config.zero_step
         self.speed = self.config.speed
+        for slot in self.memslots:  # a fault asleep on a stalled deletion looks again
+            slot.wake_all()
         if self.policy.serialise_sept is False and self.vmm_mutex.queue:
             while self.vmm_mutex.queue:
                 self.vmm_mutex.release()
@@ -239,6 +241,8 @@ class Simulation:
         self.stats["vm_dead"] = 1
         for vcpu in self.vcpus:
             vcpu.kick()
+        for slot in self.memslots:
+            slot.wake_all()
 
     def stall(self, waiter: str, waits_on: list[str], why: str) -> None:
         """Write a `stall` record, once per waiter: it cannot make progress, and neither

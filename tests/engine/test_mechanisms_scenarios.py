@@ -7,11 +7,10 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from engine import policies
 from engine.run import run
 from engine.scenario import parse
 
@@ -138,26 +137,19 @@ def enters(log: list[dict[str, Any]], actor: str) -> list[int]:
             if r["actor"] == actor and r["kind"] == "seamcall" and r["leaf"] == "TDH.VP.ENTER"]
 
 
-class _NoBreakOut(policies.Upstream):
-    """Mainline's local retry before 6.18: it does not leave a fault on an INVALID slot."""
-
-    breaks_on_invalid_memslot: ClassVar[bool] = False
-
-
-def test_a_local_retry_that_never_leaves_an_invalid_slot_is_a_stall(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before 6.18 a vCPU retrying a fault on the INVALID slot never leaves the SRCU read
-    side, and the deletion waits for it forever: one `stall` record says who waits on
-    whom, and the run goes on to its end (vcpu1 keeps running)."""
-    monkeypatch.setitem(policies.POLICY_CLASSES, "upstream", _NoBreakOut)
-    log = log_of(SLOT, vcpus=2, policy="upstream", end_us=600)
+def test_a_local_retry_that_never_leaves_an_invalid_slot_is_a_stall() -> None:
+    """Before 6.18 (`upstream_6_17`) a vCPU retrying a fault on the INVALID slot never
+    leaves the SRCU read side, and the deletion waits for it forever: a `stall` record
+    for each side says who waits on whom, and the run goes on to its end (vcpu1 keeps
+    running)."""
+    log = log_of(SLOT, vcpus=2, policy="upstream_6_17", end_us=600)
     stalls = [r for r in log if r["kind"] == "stall"]
     assert [(r["t_ns"], r["actor"], r["waits_on"]) for r in stalls] == [
-        (144_000, "memslot0", ["vcpu0"])]
+        (144_000, "memslot0", ["vcpu0"]), (144_000, "vcpu0", ["memslot0"])]
     assert "SRCU" in stalls[0]["why"]
     assert not [r for r in log if r["kind"] == "memslot" and r["action"] == "recreate"]
     assert any(r["actor"] == "vcpu1" and r["kind"] == "tdcall" for r in log)
-    assert summary_of(SLOT, vcpus=2, policy="upstream", end_us=600)["stalls"] == 1
+    assert summary_of(SLOT, vcpus=2, policy="upstream_6_17", end_us=600)["stalls"] == 2
 
 
 def test_no_event_left_with_a_vcpu_parked_is_a_stall() -> None:
