@@ -32,6 +32,11 @@ USERSPACE: Final = 2  # an exit to userspace, which re-enters the vCPU itself (a
 # deletion): a loop that would retry waits instead, with no events, until wake_stalled.
 STALLED: Final = 3
 
+# A memslot's state (engine.hostactors.Memslot.state), as the fault path reads it.
+ACTIVE: Final = 0  # a slot that faults normally
+INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
+DELETED: Final = 2  # gone until userspace recreates it
+
 
 class EptViolationHandler(Actor):
     """The host side of a vCPU's EPT-violation exit, as KVM runs it.

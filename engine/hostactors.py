@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from engine.fault import RETRY, STALLED, USERSPACE, EptViolationHandler
+from engine.buildvcpu import InitVcpuSpec
+from engine.fault import ACTIVE, DELETED, INVALID, RETRY, STALLED, USERSPACE, EptViolationHandler
+from engine.prefault import Prefault, PrefaultSpec
 from engine.records import MEMORY_FAULT
 from engine.script import (
     INVALIDATE,
@@ -21,15 +23,12 @@ from engine.zap import Zapper
 if TYPE_CHECKING:
     from engine.sim import Simulation
 
-# A memslot's state (Memslot.state): 0 is a slot that faults normally.
-ACTIVE: Final = 0
-INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
-DELETED: Final = 2  # gone until userspace recreates it
+__all__ = ["ACTIVE", "DELETED", "INVALID", "install"]
 
 
 def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
     """Create the actors in `sim`, numbering each kind from where the scenario left off."""
-    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0}
+    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0, "prefault": 0}
     zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
     for spec in actors:
         if isinstance(spec, ZapSpec):
@@ -50,6 +49,11 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             if zapper is not None:
                 sim.host_actors.append(zapper)
             counts[INVALIDATE] += 1
+        elif isinstance(spec, InitVcpuSpec):
+            continue  # the build's (engine.scenario populates it)
+        elif isinstance(spec, PrefaultSpec):
+            sim.host_actors.append(Prefault(sim, counts["prefault"], spec))
+            counts["prefault"] += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
                 sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))
@@ -178,8 +182,8 @@ class Memslot:
         if all(v in self.spinning and v.retries_locally() for v in inside):
             names = [v.name for v in inside]
             sim.stall(self.name, names,
-                      "memslot deletion waits for an SRCU grace period; the vCPUs retry "
-                      "their fault on the INVALID slot inside it and never leave")
+                      "memslot deletion waits for an SRCU grace period; the faults inside "
+                      "it retry on the INVALID slot and never leave")
             for name in names:
                 sim.stall(name, [self.name], "retries its fault on the INVALID slot, which "
                                              "stays INVALID until the deletion goes on")

@@ -54,7 +54,8 @@ def test_not_toml_names_the_line() -> None:
 def test_unknown_top_level_key() -> None:
     assert errors("", "vcpus = 3\n" + HEAD) == [
         "f.toml: vcpus: unknown key; accepted: name, description, source, policies, "
-        "duration_us, td, timing, workload, vcpu, shared, zap, invalidate, signal, memslot"]
+        "duration_us, td, timing, workload, vcpu, shared, zap, invalidate, signal, memslot, "
+        "prefault, init_vcpu"]
 
 
 def test_policies_names_known_policies_once() -> None:
