@@ -152,7 +152,11 @@ class Build:
         """The next SEAMCALL of tdx_gmem_post_populate: PAGE.ADD, or the page's next
         MR.EXTEND chunk."""
         sim = self.sim
-        if self.failed or sim.vm_dead:
+        if sim.vm_dead:  # KVM_REQ_VM_DEAD: the ioctl fails with -EIO
+            self._ioctl_record(self.name, "KVM_TDX_INIT_MEM_REGION", "EIO",
+                               gpa=hex(self.next_page << 12), pages=self.pages - self.next_page)
+            return self._unlock("mem")
+        if self.failed:
             return self._unlock("mem")
         if self.next_page >= self.pages:
             self.mem_done = True
@@ -213,14 +217,14 @@ class Build:
         if dur < 0:
             return self._kvm_bug(actor, leaf)
         if leaf == VP_INIT:
-            self._ioctl_record(actor, "KVM_TDX_INIT_VCPU", "0")
-            self.next_vcpu += 1
             sim.at(sim.now + dur, self._vcpu_done)
             return
         self.tdcx_done += 1
         sim.at(sim.now + dur, self._vcpu_step)
 
     def _vcpu_done(self, _: Any) -> None:
+        self._ioctl_record(self.sim.vcpus[self.next_vcpu].name, "KVM_TDX_INIT_VCPU", "0")
+        self.next_vcpu += 1
         self._unlock("vcpu")
         self._vcpu_ioctl(None)
 

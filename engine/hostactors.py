@@ -70,6 +70,9 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             sim.memslots.append(slot)
 
 
+_SPINS = "retries its fault on the INVALID slot, which stays INVALID until the deletion goes on"
+
+
 def _record(sim: Simulation, kind: str, name: str, lo: int, hi: int, action: str) -> None:
     sim.emit((sim.now, 0, kind, name, None, None, None, None, None,
               {"action": action, "gpa": hex(lo << PAGE_SHIFT), "pages": hi - lo}))
@@ -147,7 +150,8 @@ class Memslot:
         if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
             if vcpu not in self.spinning:
                 self.spinning.append(vcpu)
-            if self.stalled:
+            if self.stalled:  # a late one joins the stall: it says so too
+                self.sim.stall(vcpu.name, [self.name], _SPINS)
                 vcpu.stalled_on = self
                 return STALLED
             return RETRY
@@ -185,8 +189,7 @@ class Memslot:
                       "memslot deletion waits for an SRCU grace period; the faults inside "
                       "it retry on the INVALID slot and never leave")
             for name in names:
-                sim.stall(name, [self.name], "retries its fault on the INVALID slot, which "
-                                             "stays INVALID until the deletion goes on")
+                sim.stall(name, [self.name], _SPINS)
             self.stalled = True
             if all(v.stalled_on is self for v in inside):
                 self.polling = False  # all asleep: left() looks again when one leaves
