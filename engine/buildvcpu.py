@@ -59,7 +59,10 @@ class Build:
     BUSY PAGE.ADD returns -EBUSY to userspace, which calls again; a BUSY MR.EXTEND
     returns -EIO and the launch fails. From 6.19 (policies with `serialises_build`) each
     ioctl takes "all the locks" (tdx_acquire_vm_state_locks: kvm->lock, every vCPU's
-    mutex, slots_lock), so they run one after another and never meet on TDR. Every
+    mutex, slots_lock; commit 15945e9ec195, whose message names "tdh_vp_create()
+    contends with either tdh_mr_extend() or tdh_mr_finalize()"), so they run one after
+    another and never meet on TDR. Here FINALIZE always follows both threads (a
+    userspace that ran it beside INIT_VCPU would meet VP.CREATE the same way). Every
     ioctl's return is an `ioctl` record.
     """
 

@@ -31,6 +31,9 @@ USERSPACE: Final = 2  # an exit to userspace, which re-enters the vCPU itself (a
 # RET_PF_RETRY that nothing but a signal or a dead VM can change (a stalled memslot
 # deletion): a loop that would retry waits instead, with no events, until wake_stalled.
 STALLED: Final = 3
+# RET_PF_RETRY that leaves the local loop: the run loop re-enters the guest (6.18's
+# tdx_handle_ept_violation breaks out when the GFN's memslot is KVM_MEMSLOT_INVALID).
+LEAVE_LOOP: Final = 4
 
 # A memslot's state (engine.hostactors.Memslot.state), as the fault path reads it.
 ACTIVE: Final = 0  # a slot that faults normally

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.buildvcpu import InitVcpuSpec
-from engine.fault import ACTIVE, DELETED, INVALID, RETRY, STALLED, USERSPACE, EptViolationHandler
+from engine.fault import (
+    ACTIVE,
+    DELETED,
+    INVALID,
+    LEAVE_LOOP,
+    RETRY,
+    STALLED,
+    USERSPACE,
+    EptViolationHandler,
+)
 from engine.prefault import Prefault, PrefaultSpec
 from engine.records import MEMORY_FAULT
 from engine.script import (
@@ -118,7 +127,8 @@ class Memslot:
     At `delete_ns` the slot turns INVALID (kvm_invalidate_memslot): its faults return
     RET_PF_RETRY. The deletion then waits for an SRCU grace period: it goes on only once
     no vCPU is inside a fault on the slot. A policy that breaks out of its local retry on
-    an INVALID slot (`upstream`, 6.18 on) exits to userspace; one that does not keeps
+    an INVALID slot (`upstream`, 6.18 on) re-enters the guest, as the re-entry policies
+    do, and faults again until the slot is gone; one that does not keeps
     retrying inside the read side, and deletion and vCPU wait on each other forever: a
     `stall` record says so (one for each side), and the pair goes quiet: the faults wait in
     their loop with no events until a signal, a dead VM or a new policy wakes them
@@ -155,9 +165,13 @@ class Memslot:
                 vcpu.stalled_on = self
                 return STALLED
             return RETRY
-        if self.state == INVALID and not sim.policy.local_retry:
-            return RETRY  # RET_PF_RETRY by re-entering the guest
-        # The memslot is invalid (6.18's break-out) or gone: KVM_EXIT_MEMORY_FAULT.
+        if self.state == INVALID:
+            # RET_PF_RETRY, and the guest is entered again: the re-entry policies always
+            # do; 6.18's local retry breaks out here (commit 2bc2694fe20b, "Do not retry
+            # locally when the retry is caused by invalid memslot"), so it faults again
+            # at the same RIP until the slot is gone.
+            return LEAVE_LOOP
+        # The memslot is gone: no slot for a private GPA, KVM_EXIT_MEMORY_FAULT.
         sim.emit((sim.now, 0, MEMORY_FAULT, vcpu.name, None, None, None, None, None,
                   {"gpa": hex(vcpu.fault_gpa << PAGE_SHIFT), "action": "wait_memslot"}))
         self.waiting.append(vcpu)

@@ -27,7 +27,8 @@ class Policy:
     # RET_PF_RETRY runs the fault again in a local loop (tdx_handle_ept_violation) rather
     # than by entering the guest.
     local_retry: ClassVar[bool] = False
-    # The local loop leaves a fault on an INVALID memslot and exits to userspace (6.18).
+    # The local loop leaves a fault on an INVALID memslot and re-enters the guest, and a
+    # KVM_PRE_FAULT_MEMORY there returns -EAGAIN (6.18: 2bc2694fe20b, 3ccbf6f47098).
     breaks_on_invalid_memslot: ClassVar[bool] = True
     # A retry of KVM's own uncapped loops (re-entering after a BUSY TDH.VP.ENTER, v19's
     # TRACK loop) continues the logical call. `bounded` starts a new call per attempt

@@ -57,7 +57,7 @@ class Prefault(EptViolationHandler):
     sets pre_fault_allowed).
 
     On an INVALID memslot kvm_mmu_faultin_pfn returns -EAGAIN to a prefault from 6.18 on
-    (policies with `breaks_on_invalid_memslot`); before that (`upstream_6_17`) it returned
+    (commit 3ccbf6f47098; policies with `breaks_on_invalid_memslot`); before that (`upstream_6_17`) it returned
     RET_PF_RETRY and the loop waited on the deletion's SRCU grace period while the
     deletion waited on it: a stall. A slot that is gone gives -EFAULT (no memslot for a
     private GPA). The ioctl returns 0 once at least one page was mapped, with the range
