@@ -146,9 +146,9 @@ def test_switching_to_upstream_live_breaks_the_stall() -> None:
 def test_from_6_18_the_prefault_gets_eagain_and_the_vcpu_exits_to_userspace() -> None:
     """The 6.18 fix: the prefault's fault on the INVALID slot returns -EAGAIN, so the
     ioctl returns 0 with the 7 pages it mapped; while the slot is gone it gets EFAULT and
-    userspace calls again every 20 us; after the recreation it maps the last 5. vcpu0
-    exits to userspace (memory_fault wait_memslot) and re-enters after the recreation.
-    No stall."""
+    userspace calls again every 20 us; after the recreation it maps the last 5. vcpu0's
+    fault (behind the deletion's zap on mmu_lock) finds the slot gone and exits to
+    userspace (memory_fault wait_memslot), and re-enters after the recreation. No stall."""
     log, summary = log_of(DEADLOCK, "upstream")
     assert not of_kind(log, "stall") and summary["stalls"] == 0
     ioctls = [(r["result"], r["gpa"], r["pages"], r["mapped"]) for r in of_kind(log, "ioctl")]
