@@ -35,6 +35,7 @@ COMPILED = [
     "engine/heap.py",
     "engine/sim.py",
     "engine/fault.py",
+    "engine/prefault.py",  # its actor derives from fault.py's compiled handler
     "engine/guestrun.py",
     "engine/vcpu.py",
     "engine/huge.py",

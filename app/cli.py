@@ -257,7 +257,12 @@ def _print_summary(s: dict[str, Any], export_path: Path | None, fmt: str) -> Non
         print(f"  {leaf:24} attempts {counts['attempts']:8} busy {counts['busy']:8} "
               f"retries {counts['retries']:8} giveups {counts['giveups']:8}")
     if s.get("kvm_bugs"):
-        print(f"KVM bugs (upstream zap retry failed): {s['kvm_bugs']}")
+        print(f"KVM bugs (KVM_BUG_ON: a zap's last try or a build SEAMCALL failed): "
+              f"{s['kvm_bugs']}")
+    if s.get("stalls"):
+        print(f"stalls (actors that wait on each other for good): {s['stalls']}")
+    if s.get("ioctls"):
+        print(f"ioctls returned to userspace: {s['ioctls']}, {s['ioctl_errors']} with an error")
     if export_path is not None:
         print(f"event log ({fmt}) written to {export_path}")
 

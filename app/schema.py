@@ -35,7 +35,8 @@ def _number(value: Any) -> Any:
 # One type per config field, the engine's ranges (engine/config.py check_field).
 Scenario = Annotated[str, Field(strict=True, min_length=1,
                                 description="a scenario name (GET /api/scenarios)")]
-Policy = Annotated[Literal["none", "bounded", "vmm_lock", "upstream", "backoff"],
+Policy = Annotated[Literal["none", "bounded", "vmm_lock", "upstream", "backoff",
+                           "upstream_6_17"],
                    Field(description="KVM's BUSY policy (live)")]
 RetryMax = Annotated[int, Field(strict=True, ge=0, le=1024,
                                 description="retries before a BUSY is handed back (live)")]

@@ -32,7 +32,7 @@ def _measure(scenario: str, vcpus: int, duration_us: int, export: bool) -> dict[
     config = Config(scenario=scenario, vcpus=vcpus)
     t0 = time.perf_counter()
     if export:
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as out:
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as out:
             result = run(config, None, duration_us * 1000, out, "jsonl")
     else:
         result = run(config, None, duration_us * 1000)

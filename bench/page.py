@@ -116,7 +116,7 @@ def hello() -> dict[str, object]:
     return {"type": "hello", "run_id": "bench", "state": "running", "config": config,
             "operands": list(OPERANDS), "leaves": list(LEAVES),
             "busy_status": {op: status_hex(TDX_OPERAND_BUSY | OPERAND_IDS[op][0]) for op in OPERANDS},
-            "policies": ["none", "bounded", "vmm_lock", "upstream", "backoff"],
+            "policies": ["none", "bounded", "vmm_lock", "upstream", "backoff", "upstream_6_17"],
             "module_versions": ["1.0", "1.5"], "scenarios": [{"name": "zero-step", "description": ""}],
             "live_fields": ["policy", "retry_max", "zero_step", "speed"],
             "limits": {"retry_max": [0, 1024], "vcpus": [1, 512]}, "frame_interval_ms": 100,

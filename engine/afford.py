@@ -16,8 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from engine.buildvcpu import InitVcpuSpec
 from engine.errors import ScenarioError
 from engine.guest import PAGES_PER_MIB, REGION_PAGES
+from engine.prefault import PrefaultSpec
 from engine.script import SignalSpec, ZapSpec
 
 if TYPE_CHECKING:
@@ -182,6 +184,10 @@ def problems(scenario: Scenario, vcpus: int) -> list[tuple[str, str]]:
         out.append(("timing.kvm_fault_ns", "0 ns: a fault run again (a frozen SPTE, an "
                     "invalidation window, upstream's local retry) would loop without "
                     "simulated time passing; accepts at least 1"))
+    if t.seamcall_ns + t.reenter_gap_ns == 0 and any(
+            isinstance(a, InitVcpuSpec) for a in scenario.actors):
+        out.append(("timing.reenter_gap_ns", "with seamcall_ns 0 a build's PAGE.ADD called "
+                    "again after -EBUSY would cost no simulated time; accepts a sum above 0"))
     if t.accept_ns + t.guest_retry_gap_ns == 0:
         out.append(("timing.accept_ns", "with guest_retry_gap_ns 0 a guest's retried ACCEPT "
                     "would cost no simulated time; accepts a sum above 0"))
@@ -214,6 +220,10 @@ def events_per_us(scenario: Scenario, vcpus: int) -> tuple[float, str]:
         if isinstance(actor, ZapSpec) and actor.every_ns:
             batch = min(actor.batch_pages, actor.hi - actor.lo)
             parts[f"zap[{n}].every_us"] = (3 * batch + 3) * 1000 / actor.every_ns
+        elif isinstance(actor, PrefaultSpec):
+            # its fault loop (no record each run), and a record per userspace retry
+            parts[f"prefault[{n}].retry_us"] = (1000 / max(scenario.timing.kvm_fault_ns, 1)
+                                                + 1000 / actor.retry_ns)
         elif isinstance(actor, SignalSpec):
             parts.setdefault("signal", 0.0)
             parts["signal"] += 2 * 1000 / max(actor.every_ns, 1)

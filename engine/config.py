@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.errors import ConfigError, ConfigErrors
 
-POLICIES = ("none", "bounded", "vmm_lock", "upstream", "backoff")
+POLICIES = ("none", "bounded", "vmm_lock", "upstream", "backoff", "upstream_6_17")
 MODULE_VERSIONS = ("1.0", "1.5")
 RETRY_MAX_RANGE = (0, 1024)
 VCPUS_RANGE = (1, 512)

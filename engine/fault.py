@@ -31,6 +31,17 @@ WALK: Final = 10
 _FIXED: Final = 0  # mapped, by this fault or before it
 RETRY: Final = 1  # RET_PF_RETRY: run the fault again
 USERSPACE: Final = 2  # an exit to userspace, which re-enters the vCPU itself (a memslot)
+# RET_PF_RETRY that nothing but a signal or a dead VM can change (a stalled memslot
+# deletion): a loop that would retry waits instead, with no events, until wake_stalled.
+STALLED: Final = 3
+# RET_PF_RETRY that leaves the local loop: the run loop re-enters the guest (6.18's
+# tdx_handle_ept_violation breaks out when the GFN's memslot is KVM_MEMSLOT_INVALID).
+LEAVE_LOOP: Final = 4
+
+# A memslot's state (engine.hostactors.Memslot.state), as the fault path reads it.
+ACTIVE: Final = 0  # a slot that faults normally
+INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
+DELETED: Final = 2  # gone until userspace recreates it
 
 
 class EptViolationHandler(Actor):
@@ -68,6 +79,10 @@ class EptViolationHandler(Actor):
         self.fault_gpa = 0
         self.in_fault = False
         self.frozen = -1  # -1, or the page (>= 0) or region (-2 - region) it froze
+        # The memslot whose stalled deletion this fault keeps retrying on, and whether
+        # the loop waits for wake_stalled (it would only spin: the engine must not).
+        self.stalled_on: Any = None
+        self.asleep = False
         # The guest's instruction being handled (engine.guestrun sets it): an ACCEPT at 2M
         # (`arg` LEVEL_2M) has its region mapped with one 2M AUG.
         self.op: Op | None = None
@@ -294,16 +309,32 @@ class EptViolationHandler(Actor):
         sim = self.sim
         self._release_vmm()
         sim.mmu_lock.release(False)
-        if result == RETRY and self._retry_locally():
+        if result == RETRY and self.retries_locally():
             self._run_fault()
             return
+        if result == STALLED:
+            if self.retries_locally():
+                self.asleep = True  # until a signal, a dead VM or a policy change
+                return
+            result = RETRY
         if self.held is not None:
             self._resolve(GIVEUP)
         self.in_fault = False
+        slot = self.stalled_on
+        if slot is not None:
+            self.stalled_on = None
+            slot.left()
         if result != USERSPACE:
             self.enter(None)
 
-    def _retry_locally(self) -> bool:
+    def wake_stalled(self) -> None:
+        """Something that could end a stalled loop happened (a signal, a dead VM, a new
+        policy): run the fault again, as the spinning loop would have next."""
+        if self.asleep:
+            self.asleep = False
+            self._run_fault()
+
+    def retries_locally(self) -> bool:
         """tdx_handle_ept_violation's loop: run the fault again without entering the
         guest, unless a signal is pending or the VM is dead (kvm_vcpu_has_events sees
         no events for a TD)."""

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from engine.fault import RETRY, USERSPACE
+from engine.buildvcpu import InitVcpuSpec
+from engine.fault import (
+    ACTIVE,
+    DELETED,
+    INVALID,
+    LEAVE_LOOP,
+    RETRY,
+    STALLED,
+    USERSPACE,
+    EptViolationHandler,
+)
+from engine.prefault import Prefault, PrefaultSpec
 from engine.records import MEMORY_FAULT
 from engine.script import (
     INVALIDATE,
@@ -19,18 +30,14 @@ from engine.script import (
 from engine.zap import Zapper
 
 if TYPE_CHECKING:
-    from engine.fault import EptViolationHandler
     from engine.sim import Simulation
 
-# A memslot's state (Memslot.state): 0 is a slot that faults normally.
-ACTIVE: Final = 0
-INVALID: Final = 1  # KVM_MEMSLOT_INVALID: deletion in progress
-DELETED: Final = 2  # gone until userspace recreates it
+__all__ = ["ACTIVE", "DELETED", "INVALID", "install"]
 
 
 def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
     """Create the actors in `sim`, numbering each kind from where the scenario left off."""
-    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0}
+    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0, "prefault": 0}
     zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
     for spec in actors:
         if isinstance(spec, ZapSpec):
@@ -52,6 +59,11 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             if zapper is not None:
                 sim.host_actors.append(zapper)
             counts[INVALIDATE] += 1
+        elif isinstance(spec, InitVcpuSpec):
+            continue  # the build's (engine.scenario populates it)
+        elif isinstance(spec, PrefaultSpec):
+            sim.host_actors.append(Prefault(sim, counts["prefault"], spec))
+            counts["prefault"] += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
                 sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))
@@ -66,6 +78,9 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             sim.host_actors.append(slot)
             sim.host_actors.append(zapper)
             sim.memslots.append(slot)
+
+
+_SPINS = "retries its fault on the INVALID slot, which stays INVALID until the deletion goes on"
 
 
 def _record(sim: Simulation, kind: str, name: str, lo: int, hi: int, action: str) -> None:
@@ -113,9 +128,13 @@ class Memslot:
     At `delete_ns` the slot turns INVALID (kvm_invalidate_memslot): its faults return
     RET_PF_RETRY. The deletion then waits for an SRCU grace period: it goes on only once
     no vCPU is inside a fault on the slot. A policy that breaks out of its local retry on
-    an INVALID slot (`upstream`, 6.18 on) exits to userspace; one that does not keeps
+    an INVALID slot (`upstream`, 6.18 on) re-enters the guest, as the re-entry policies
+    do, and faults again until the slot is gone; one that does not keeps
     retrying inside the read side, and deletion and vCPU wait on each other forever: a
-    `stall` record says so. After the grace period the range is zapped
+    `stall` record says so (one for each side), and the pair goes quiet: the faults wait in
+    their loop with no events until a signal, a dead VM or a new policy wakes them
+    (EptViolationHandler.wake_stalled), and the grace period is looked at again when one
+    leaves. After the grace period the range is zapped
     (kvm_arch_flush_shadow_memslot) and the slot is gone: its faults exit to userspace,
     which re-enters the vCPU once the slot is recreated, `recreate_after_ns` after the
     deletion began (or at once when the deletion finishes later than that).
@@ -132,6 +151,8 @@ class Memslot:
         self.recreate_ns = delete_ns + recreate_after_ns
         self.waiting: list[EptViolationHandler] = []  # vCPUs userspace re-enters at recreation
         self.spinning: list[EptViolationHandler] = []  # vCPUs retrying locally on INVALID
+        self.stalled = False  # the grace period waits on faults that never leave
+        self.polling = False  # a _grace event is due
         sim.at(delete_ns, self._delete)
 
     def fault(self, vcpu: EptViolationHandler) -> int:
@@ -140,10 +161,18 @@ class Memslot:
         if self.state == INVALID and not sim.policy.breaks_on_invalid_memslot:
             if vcpu not in self.spinning:
                 self.spinning.append(vcpu)
+            if self.stalled:  # a late one joins the stall: it says so too
+                self.sim.stall(vcpu.name, [self.name], _SPINS)
+                vcpu.stalled_on = self
+                return STALLED
             return RETRY
-        if self.state == INVALID and not sim.policy.local_retry:
-            return RETRY  # RET_PF_RETRY by re-entering the guest
-        # The memslot is invalid (6.18's break-out) or gone: KVM_EXIT_MEMORY_FAULT.
+        if self.state == INVALID:
+            # RET_PF_RETRY, and the guest is entered again: the re-entry policies always
+            # do; 6.18's local retry breaks out here (commit 2bc2694fe20b, "Do not retry
+            # locally when the retry is caused by invalid memslot"), so it faults again
+            # at the same RIP until the slot is gone.
+            return LEAVE_LOOP
+        # The memslot is gone: no slot for a private GPA, KVM_EXIT_MEMORY_FAULT.
         sim.emit((sim.now, 0, MEMORY_FAULT, vcpu.name, None, None, None, None, None,
                   {"gpa": hex(vcpu.fault_gpa << PAGE_SHIFT), "action": "wait_memslot"}))
         self.waiting.append(vcpu)
@@ -152,23 +181,49 @@ class Memslot:
     def _delete(self, _: Any) -> None:
         self.state = INVALID
         _record(self.sim, MEMSLOT, self.name, self.lo, self.hi, "delete")
+        self.polling = True
         self._grace(None)
 
     def _inside(self) -> list[EptViolationHandler]:
-        return [v for v in self.sim.vcpus if v.in_fault and self.lo <= v.fault_gpa < self.hi]
+        """The vCPUs (and prefaults) inside a fault on the slot: SRCU readers."""
+        faulting = [*self.sim.vcpus,
+                    *(a for a in self.sim.host_actors if isinstance(a, EptViolationHandler))]
+        return [v for v in faulting if v.in_fault and self.lo <= v.fault_gpa < self.hi]
 
     def _grace(self, _: Any) -> None:
         """synchronize_srcu: wait until no vCPU is inside a fault on the slot."""
         sim = self.sim
         inside = self._inside()
         if not inside:
+            self.polling = False
             self.zapper.zap_now(self._zapped)
             return
-        if all(v in self.spinning for v in inside) and sim.policy.local_retry:
-            sim.stall(self.name, [v.name for v in inside],
-                      "memslot deletion waits for an SRCU grace period; the vCPUs retry "
-                      "their fault on the INVALID slot inside it and never leave")
+        if all(v in self.spinning and v.retries_locally() for v in inside):
+            names = [v.name for v in inside]
+            sim.stall(self.name, names,
+                      "memslot deletion waits for an SRCU grace period; the faults inside "
+                      "it retry on the INVALID slot and never leave")
+            for name in names:
+                sim.stall(name, [self.name], _SPINS)
+            self.stalled = True
+            if all(v.stalled_on is self for v in inside):
+                self.polling = False  # all asleep: left() looks again when one leaves
+                return
         sim.at(sim.now + max(sim.timing.kvm_fault_ns, 1), self._grace)  # time must move
+
+    def left(self) -> None:
+        """A fault asleep on this slot's stall left its loop: look at the grace period."""
+        if not self.polling and self.state == INVALID:
+            self.polling = True
+            self.sim.at(self.sim.now, self._grace)
+
+    def wake_all(self) -> None:
+        """The policy changed or the VM died: every fault asleep on the stall runs again
+        (a policy that breaks out now leaves; a dead VM's loop ends)."""
+        self.stalled = False
+        for vcpu in self._inside():
+            vcpu.wake_stalled()
+        self.left()
 
     def _zapped(self) -> None:
         self.state = DELETED
@@ -201,6 +256,7 @@ class Signaller:
                   {"vcpu": vcpu.name}))
         vcpu.signal_pending = True
         vcpu.kick()
+        vcpu.wake_stalled()  # a fault asleep in a stalled loop sees the signal
         self.sent += 1
         if not self.spec.count or self.sent < self.spec.count:
             sim.at(sim.now + self.spec.every_ns, self._send)

@@ -46,6 +46,18 @@ _LOCKS_15: dict[str, tuple[Step, ...]] = {
     "TDH.MEM.PAGE.REMOVE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX, _OLD_PAGE_EX),
     "TDH.MEM.SEPT.REMOVE": (_TDR_SH, _OPS_SH, _TREE_EX, _ENTRY_EX, _OLD_PAGE_EX),
     "TDH.MEM.TRACK": (_TDR_SH, _OPS_SH, _EPOCH_EX),
+    # vCPU setup and the measurement (tdh_vp_create.c, tdh_vp_addcx.c, tdh_vp_init.c,
+    # tdh_mr_extend.c, tdh_mr_finalize.c in intel/tdx-module tdx_1.5). VP.CREATE names TDR
+    # explicitly (RDX); ADDCX and VP.INIT reach it through the TDVPR's owner (implicit:
+    # OPERAND_ID_TDR 0x80). The TDVPR/TDCX pages they take exclusively are the vCPU's own
+    # (nobody else holds them before its first entry): left out, as the new pages above.
+    # MR.EXTEND and MR.FINALIZE take TDR exclusive (the SEPT tree with it, implicitly),
+    # FINALIZE naming it in RCX.
+    "TDH.VP.CREATE": (_TDR_SH, _OPS_SH),
+    "TDH.VP.ADDCX": (Step(TDR, SH, OPERAND_ID_TDR), _OPS_SH),
+    "TDH.VP.INIT": (Step(TDR, SH, OPERAND_ID_TDR), _OPS_SH),
+    "TDH.MR.EXTEND": (_TDR_EX,),
+    "TDH.MR.FINALIZE": (Step(TDR, EX, OPERAND_RCX),),
     # tdh_mem_page_demote: TDR, op-state and the tree shared, the 2 MB entry host-side;
     # the new SEPT page (R8) is a free host page, left out like SEPT.ADD's.
     "TDH.MEM.PAGE.DEMOTE": (_TDR_SH, _OPS_SH, _TREE_SH, _ENTRY_EX),

@@ -30,6 +30,14 @@ class Timing:
     page_remove_ns: int = 2_500
     sept_remove_ns: int = 2_500
     track_ns: int = 1_000
+    # vCPU setup at build time (KVM_TDX_INIT_VCPU) and the measurement of the image
+    # (assumptions: no published figures; VP.INIT programs the TD VMCS, MR.EXTEND hashes
+    # 256 bytes with SHA-384, MR.FINALIZE closes the measurement).
+    vp_create_ns: int = 2_000
+    vp_addcx_ns: int = 1_000
+    vp_init_ns: int = 5_000
+    mr_extend_ns: int = 500
+    mr_finalize_ns: int = 5_000
     # 2 MB mappings (engine/huge.py). AUG at 2M writes one SEPT entry, like a 4K AUG;
     # DEMOTE writes the 512 entries of a new SEPT page (MOVDIR64B) and splits the PAMT
     # entry: a few us.

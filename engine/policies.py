@@ -27,13 +27,18 @@ class Policy:
     # RET_PF_RETRY runs the fault again in a local loop (tdx_handle_ept_violation) rather
     # than by entering the guest.
     local_retry: ClassVar[bool] = False
-    # The local loop leaves a fault on an INVALID memslot and exits to userspace (6.18).
+    # The local loop leaves a fault on an INVALID memslot and re-enters the guest, and a
+    # KVM_PRE_FAULT_MEMORY there returns -EAGAIN (6.18: 2bc2694fe20b, 3ccbf6f47098).
     breaks_on_invalid_memslot: ClassVar[bool] = True
     # A retry of KVM's own uncapped loops (re-entering after a BUSY TDH.VP.ENTER, v19's
     # TRACK loop) continues the logical call. `bounded` starts a new call per attempt
     # instead, so that its one cap on a logical call, retry_max + 1 attempts, stays the
     # SEPT wrapper's (SEAMCALL_RETRY_MAX) and these loops never count as give-ups.
     own_loops_continue_call: ClassVar[bool] = True
+    # KVM_TDX_INIT_VCPU and KVM_TDX_INIT_MEM_REGION take "all the locks" (6.19's
+    # tdx_acquire_vm_state_locks: kvm->lock, every vcpu->mutex, slots_lock), so their
+    # SEAMCALLs never meet on TDR; before 6.19 they ran concurrently.
+    serialises_build: ClassVar[bool] = False
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
@@ -111,6 +116,7 @@ class Upstream(Policy):
 
     name: ClassVar[str] = "upstream"
     local_retry: ClassVar[bool] = True
+    serialises_build: ClassVar[bool] = True
 
     def fault_busy(self, leaf: str, status: int, attempt: int, retry_max: int,
                    timing: Timing, rng: random.Random) -> int:
@@ -125,8 +131,21 @@ class Upstream(Policy):
         return status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY
 
 
+class Upstream617(Upstream):
+    """`upstream_6_17`: mainline's local retry as it was before 6.18 and 6.19. The loop of
+    tdx_handle_ept_violation does not leave a fault on an INVALID memslot (6.18 added the
+    break-out, and kvm_mmu_faultin_pfn's -EAGAIN for KVM_PRE_FAULT_MEMORY), so a memslot
+    deletion waiting in synchronize_srcu and the retrying vCPU wait on each other; and
+    KVM_TDX_INIT_VCPU runs concurrently with KVM_TDX_INIT_MEM_REGION (6.19 serialised
+    them), so their SEAMCALLs can meet on TDR."""
+
+    name: ClassVar[str] = "upstream_6_17"
+    breaks_on_invalid_memslot: ClassVar[bool] = False
+    serialises_build: ClassVar[bool] = False
+
+
 POLICY_CLASSES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (NoRetry, Bounded, VmmLock, Upstream, Backoff)
+    cls.name: cls for cls in (NoRetry, Bounded, VmmLock, Upstream, Backoff, Upstream617)
 }
 
 

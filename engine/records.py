@@ -36,6 +36,7 @@ MEMORY_FAULT: Final = "memory_fault"
 HP_TIMEOUT: Final = "hp_timeout"
 VM_DEAD: Final = "vm_dead"
 STALL: Final = "stall"
+IOCTL: Final = "ioctl"  # an ioctl's return to userspace (prefault, the TD build)
 CALL_KINDS = frozenset((SEAMCALL, TDCALL))
 
 SUCCESS: Final = "success"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import afford
 from engine.build import Builder
+from engine.buildvcpu import Build, InitVcpuSpec
 from engine.config import VCPUS_RANGE, Config, check_field
 from engine.errors import ConfigError, ConfigErrors, ScenarioError
 from engine.guest import PAGES_PER_MIB, Layout
@@ -66,7 +67,7 @@ class Scenario:
     workload: Workload = field(default_factory=Workload)
     vcpu_specs: tuple[VcpuSpec, ...] = ()  # [[vcpu]] tables
     shared: tuple[tuple[int, int], ...] = ()  # [[shared]] page ranges
-    actors: tuple[ActorSpec, ...] = ()  # [[zap]], [[invalidate]], [[signal]], [[memslot]]
+    actors: tuple[ActorSpec, ...] = ()  # [[zap]], [[signal]], [[memslot]], [[prefault]], ...
     sept_ve_disable: bool = False  # TD attribute: a PENDING-page access exits (no #VE)
 
     @property
@@ -92,7 +93,11 @@ class Scenario:
             fill(sim.shared_attr, lo, hi, 1)
         specs = {i: spec for spec in self.vcpu_specs for i in spec.indices}
         start_ns = 0
-        if self.workload.build_pages:
+        init = next((a for a in self.actors if isinstance(a, InitVcpuSpec)), None)
+        if init is not None:  # the build with KVM_TDX_INIT_VCPU beside it
+            start_ns = Build(sim, self.workload.build_pages, init,
+                             lambda: _start_vcpus(sim)).end_estimate_ns
+        elif self.workload.build_pages:
             builder = Builder(sim, self.workload.build_pages, lambda: _start_vcpus(sim))
             start_ns = builder.end_estimate_ns
         for i in range(sim.config.vcpus):
@@ -102,7 +107,7 @@ class Scenario:
             if spec is not None:
                 vcpu.host_delay_ns = spec.host_delay_ns
             sim.vcpus.append(vcpu)
-        if not self.workload.build_pages:
+        if init is None and not self.workload.build_pages:
             _start_vcpus(sim)
         if self.workload.zap_pages:
             sim.host_actors.append(Zapper(sim, 0, self.workload.zap_pages,

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.buildvcpu import InitVcpuSpec, parse_init_vcpu
 from engine.guest import ACCEPT, ACCESS, HLT, IO, STOP, Guest, Layout, Op, StochasticGuest
 from engine.huge import accept_level
 from engine.params import Workload
+from engine.prefault import PrefaultSpec, parse_prefault
 
 if TYPE_CHECKING:
     pass
@@ -55,7 +57,10 @@ ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "invalidate": (("gpa", "at_us", "duration_us"), ("pages", "zap")),
     "signal": (("vcpu", "every_us"), ("start_us", "count")),
     "memslot": (("gpa", "delete_at_us", "recreate_after_us"), ("pages",)),
+    "prefault": (("gpa", "at_us"), ("pages", "retry_us")),
+    "init_vcpu": ((), ("start_us", "tdcx_pages", "measure")),
 }
+NO_GPA_TABLES = ("signal", "init_vcpu")  # actor tables without a `gpa` range
 ARRAY_TABLES = ("vcpu",) + tuple(ACTOR_KEYS)
 
 # Record kinds written by the actors here (instants: dur_ns 0).
@@ -123,7 +128,7 @@ class MemslotSpec:
     recreate_after_ns: int
 
 
-ActorSpec = ZapSpec | InvalidateSpec | SignalSpec | MemslotSpec
+ActorSpec = ZapSpec | InvalidateSpec | SignalSpec | MemslotSpec | PrefaultSpec | InitVcpuSpec
 
 
 # -- checking ----------------------------------------------------------------------------
@@ -337,7 +342,7 @@ def parse_actors(data: dict[str, Any], check: Checker) -> tuple[tuple[tuple[int,
             table = check.keys(raw, path, required, optional)
             if table is None:
                 continue
-            span = check.gpa_range(table, "gpa", path) if name != "signal" else (0, 0)
+            span = check.gpa_range(table, "gpa", path) if name not in NO_GPA_TABLES else (0, 0)
             spec = _ACTOR_PARSERS[name](table, path, check, span)
             if span is None or spec is None:
                 continue
@@ -393,7 +398,8 @@ def _memslot(t: dict[str, Any], path: str, check: Checker, span: Any) -> Memslot
 
 
 _ACTOR_PARSERS: dict[str, Any] = {"shared": _shared, "zap": _zap, "invalidate": _invalidate,
-                                  "signal": _signal, "memslot": _memslot}
+                                  "signal": _signal, "memslot": _memslot,
+                                  "prefault": parse_prefault, "init_vcpu": parse_init_vcpu}
 
 
 # -- guests ------------------------------------------------------------------------------

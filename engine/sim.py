@@ -96,7 +96,8 @@ class Simulation:
         self.invalidations: list[tuple[int, int]] = []
         self.shared_ranges: list[tuple[int, int]] = []
         self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
-                      "no_entry_ns": 0, "leaked_pages": 0, "vm_dead": 0, "stalls": 0}
+                      "no_entry_ns": 0, "leaked_pages": 0, "vm_dead": 0, "stalls": 0,
+                      "ioctls": 0, "ioctl_errors": 0}
         # Records not yet handed out. A VP.ENTER record's place is held from the entry
         # (its start) and filled at the exit, when its duration and status are known.
         self._out: list[Record] = []
@@ -110,6 +111,7 @@ class Simulation:
         self.seq = 0
         self.vcpus: list[Any] = []
         self.host_actors: list[Any] = []
+        self.prefaults: list[Any] = []  # engine.prefault.Prefault actors (they hold records)
         self.scenario.populate(self)
 
     # -- the clock -------------------------------------------------------------------
@@ -183,6 +185,8 @@ class Simulation:
         """Close the records still open (vCPUs in the guest) and hand out the rest."""
         for vcpu in self.vcpus:
             vcpu.close_at_end()
+        for prefault in self.prefaults:
+            prefault.close_at_end()
         return self.drain()
 
     # -- records ---------------------------------------------------------------------
@@ -191,6 +195,12 @@ class Simulation:
         self._open_at[vcpu] = self._base + len(self._out)
         self._open += 1
         self._out.append(_OPEN)
+
+    def add_record_slot(self) -> int:
+        """A place for one more actor that holds records open (a prefault's fault path,
+        beside the vCPUs'); returns its index for open_record/close_record."""
+        self._open_at.append(-1)
+        return len(self._open_at) - 1
 
     def close_record(self, vcpu: int, record: Record) -> None:
         """Fill the place that open_record(vcpu) held."""
@@ -224,6 +234,8 @@ class Simulation:
         self.retry_max = self.config.retry_max
         self.zero_step = self.config.zero_step
         self.speed = self.config.speed
+        for slot in self.memslots:  # a fault asleep on a stalled deletion looks again
+            slot.wake_all()
         if self.policy.serialise_sept is False and self.vmm_mutex.queue:
             while self.vmm_mutex.queue:
                 self.vmm_mutex.release()
@@ -246,6 +258,8 @@ class Simulation:
         self.stats["vm_dead"] = 1
         for vcpu in self.vcpus:
             vcpu.kick()
+        for slot in self.memslots:
+            slot.wake_all()
 
     def stall(self, waiter: str, waits_on: list[str], why: str) -> None:
         """Write a `stall` record, once per waiter: it cannot make progress, and neither

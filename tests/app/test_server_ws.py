@@ -30,6 +30,7 @@ def test_hello_describes_everything_the_page_needs(client: TestClient) -> None:
     assert hello["config"] == client.get("/api/config").json()
     assert hello["run_id"] == client.get("/api/stats").json()["run_id"]
     assert "bounded" in hello["policies"] and hello["module_versions"] == ["1.0", "1.5"]
+    assert "upstream_6_17" in hello["policies"] and "TDH.VP.CREATE" in hello["leaves"]
     assert {"boot", "conversion", "zero-step"} <= {s["name"] for s in hello["scenarios"]}
     assert hello["live_fields"] == ["policy", "retry_max", "zero_step", "speed"]
     assert hello["limits"] == {"retry_max": [0, 1024], "vcpus": [1, 512]}

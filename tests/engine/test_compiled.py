@@ -81,7 +81,10 @@ def test_compiled_engine_writes_byte_identical_logs(compiled_tree: Path) -> None
 # held BUSY records, memslot deletion, invalidation windows), under two policies each.
 FILES = ["examples/frozen_spte_race.toml", "examples/invalidation_retry.toml",
          "examples/zero_step_selftest.toml", "examples/memslot_vs_invalidation.toml",
+         "examples/memslot_deadlock.toml", "examples/build_tdr_race.toml",
          "examples/huge_demote_ignores_busy.toml"]
+# upstream_6_17: the stalled memslot deletion (faults asleep) and the unserialised build.
+FILE_POLICIES = ("upstream", "bounded", "upstream_6_17")
 FILE_PROBE = """
 import hashlib, json, sys
 from engine.export import chunks
@@ -90,7 +93,7 @@ from engine.scenario import load
 out = {}
 for path in json.loads(sys.argv[1]):
     sc = load(path)
-    for policy in ("upstream", "bounded"):
+    for policy in json.loads(sys.argv[2]):
         text = "".join(chunks("jsonl", records(sc.config(policy=policy), sc, 1_000_000)))
         out[f"{path}/{policy}"] = hashlib.sha1(text.encode()).hexdigest()
 print(json.dumps(out))
@@ -99,19 +102,21 @@ print(json.dumps(out))
 
 def test_compiled_engine_runs_scenario_files_identically(compiled_tree: Path) -> None:
     """The example scenario files give the same log compiled and pure, under `upstream`
-    (local retry, held BUSY records) and `bounded` (the wrapper, re-entry)."""
+    (local retry, held BUSY records), `bounded` (the wrapper, re-entry) and
+    `upstream_6_17` (a stalled deletion's sleeping faults, the unserialised build)."""
     from engine.run import records
     from engine.scenario import load
 
     paths = [str(ROOT / f) for f in FILES]
-    probe = subprocess.run([sys.executable, "-c", FILE_PROBE, json.dumps(paths)],
+    probe = subprocess.run([sys.executable, "-c", FILE_PROBE, json.dumps(paths),
+                            json.dumps(FILE_POLICIES)],
                            cwd=compiled_tree, env={**os.environ, "PYTHONPATH": str(compiled_tree)},
                            capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
     got = json.loads(probe.stdout)
     for path in paths:
         sc = load(path)
-        for policy in ("upstream", "bounded"):
+        for policy in FILE_POLICIES:
             text = "".join(chunks("jsonl", records(sc.config(policy=policy), sc, 1_000_000)))
             assert got[f"{path}/{policy}"] == hashlib.sha1(text.encode()).hexdigest(), (
                 path, policy)

@@ -55,13 +55,14 @@ def test_unknown_top_level_key() -> None:
     assert errors("", "vcpus = 3\n" + HEAD) == [
         "f.toml: vcpus: unknown key; accepted: name, description, source, policies, "
         "duration_us, gallery_duration_us, td, timing, workload, vcpu, shared, zap, "
-        "invalidate, signal, memslot"]
+        "invalidate, signal, memslot, prefault, init_vcpu"]
 
 
 def test_policies_names_known_policies_once() -> None:
     assert parse('policies = ["bounded", "upstream"]\n' + HEAD).policies == ("bounded", "upstream")
     assert errors("", 'policies = ["bounded", "nope", "bounded"]\n' + HEAD) == [
-        "f.toml: policies: unknown policy 'nope'; known: none, bounded, vmm_lock, upstream, backoff",
+        "f.toml: policies: unknown policy 'nope'; known: none, bounded, vmm_lock, upstream, backoff, "
+        "upstream_6_17",
         "f.toml: policies: names a policy twice"]
     assert errors("", 'policies = "bounded"\n' + HEAD) == [
         "f.toml: policies: must be a list of policy names"]
