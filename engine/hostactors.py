@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.attributes import ATTRIBUTES, AttributesSpec, install_attributes
 from engine.fault import RETRY, USERSPACE
 from engine.records import MEMORY_FAULT
 from engine.script import (
@@ -30,7 +31,7 @@ DELETED: Final = 2  # gone until userspace recreates it
 
 def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
     """Create the actors in `sim`, numbering each kind from where the scenario left off."""
-    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0}
+    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0, ATTRIBUTES: 0}
     zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
     for spec in actors:
         if isinstance(spec, ZapSpec):
@@ -51,6 +52,10 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
             if zapper is not None:
                 sim.host_actors.append(zapper)
             counts[INVALIDATE] += 1
+        elif isinstance(spec, AttributesSpec):
+            install_attributes(sim, spec, counts[ATTRIBUTES], zaps)
+            counts[ATTRIBUTES] += 1
+            zaps += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
                 sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))

@@ -32,6 +32,10 @@ class Timing:
     track_ns: int = 1_000
     # Guest TDCALL TDG.MEM.PAGE.ACCEPT of a 4K page (zeroes it): about 1.5 us in all.
     accept_ns: int = 1_500
+    # A #VE delivered to the guest and its handler's return, when the handler issues no
+    # TDCALL (the UPM selftest's disallow_accept / allow_mmio handlers): exception entry
+    # and IRET, about 1 us.
+    ve_ns: int = 1_000
     # TDH.VP.ENTER up to VM entry, and the TD exit back to the host: a couple of us each.
     vp_entry_ns: int = 2_000
     td_exit_ns: int = 2_000
@@ -92,6 +96,9 @@ class Workload:
     zap_interval_ns: int = 100_000
     # Build time: PAGE.ADD of this many initial-image pages before the vCPUs start.
     build_pages: int = 0
+    # BUSY injection (engine.inject): every Nth call of the SEPT wrapper returns
+    # BUSY|SEPT_TREE, every Nth TRACK BUSY|TD_EPOCH; the debug config used 47. 0: off.
+    inject_busy_every: int = 0
 
 
 def override(obj: Any, values: dict[str, Any], section: str) -> Any:
