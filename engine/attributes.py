@@ -19,7 +19,7 @@ STAT: Final = "attribute_changes"
 @dataclass(frozen=True)
 class AttributesSpec:
     """An `[[attributes]]` table: flip pages lo..hi every `every_ns` from `start_ns`,
-    `count` times (0: until the run ends), private to shared first."""
+    `count` times (0: until the run ends), from the attributes the range starts with."""
 
     lo: int
     hi: int
@@ -58,7 +58,9 @@ class AttributeFlipper:
         self.range = (spec.lo, spec.hi)
         self.zapper = zapper
         self.changes = 0
-        self.shared = False  # the range's attributes as this thread set them last
+        # The range's attributes as this thread set them last: at first, its first page's
+        # (a [[shared]] range starts shared, and then its first change is to private).
+        self.shared = bool(sim.shared_attr[spec.lo])
         sim.at(spec.start_ns, self._change)
 
     def _change(self, _: Any) -> None:

@@ -332,10 +332,10 @@ def parse_step(raw: Any, path: str, check: Checker) -> Step | None:
     private = check.boolean(raw, "private", path, True)
     if kind in ("access", "accept", "loop") or kind in _ATTR_OPS:
         key = "gpa_start" if kind == "loop" else "gpa"
+        hold = check.integer(raw, "hold_ns", path, 0, MAX_NS, 0)
         span = check.gpa_range(raw, key, path)
         if span is None:
             return None
-        hold = check.integer(raw, "hold_ns", path, 0, MAX_NS, 0)
         return Step(kind, repeat, rip, span[0], span[1] - span[0], private, hold)
     ns = 0
     if kind in ("hlt", "run"):
