@@ -258,6 +258,8 @@ def _print_summary(s: dict[str, Any], export_path: Path | None, fmt: str) -> Non
               f"retries {counts['retries']:8} giveups {counts['giveups']:8}")
     if s.get("kvm_bugs"):
         print(f"KVM bugs (upstream zap retry failed): {s['kvm_bugs']}")
+    if s.get("injected_busy"):
+        print(f"injected BUSY (workload.inject_busy_every): {s['injected_busy']}")
     if export_path is not None:
         print(f"event log ({fmt}) written to {export_path}")
 
