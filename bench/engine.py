@@ -33,7 +33,8 @@ def _measure(scenario: str, vcpus: int, duration_us: int, export: bool) -> dict[
     t0 = time.perf_counter()
     if export:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as out:
-            result = run(config, None, duration_us * 1000, out, "jsonl")
+            # .file: the wrapper is no io.TextIOBase, and run() would take it for binary
+            result = run(config, None, duration_us * 1000, out.file, "jsonl")
     else:
         result = run(config, None, duration_us * 1000)
     wall = time.perf_counter() - t0
