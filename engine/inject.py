@@ -12,7 +12,8 @@ injected (nor counted). No lock is taken by an injected call: the module is not 
 `[workload] inject_busy_every = N` (0, the default, is off) turns it on; one counter per
 TD counts the calls of the SEPT wrapper (each run of the fault and each zap-path call,
 but not the wrapper's own retries) and TRACK's calls. Injected records carry the extra
-key `injected` (true), and the summary counts them as `injected_busy`.
+key `injected` (true), and the summary counts them as `injected_busy`. The build's
+TDH.MEM.PAGE.ADD (engine.build, before any vCPU runs) is not injected.
 
 The hooks in engine.fault.EptViolationHandler._attempt and engine.zap.Zapper._attempt are
 one line each and cost one attribute test with the knob off (`sim.injector` is None).
