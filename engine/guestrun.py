@@ -119,7 +119,7 @@ class GuestRun(EptViolationHandler):
             gpa = op.gpas[0]
             state = sim.pages[gpa]
             if state == PENDING:
-                self._tdcall_accept(gpa)
+                self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
             elif state == UNMAPPED or state == BLOCKED:
                 self.exit_pending = False
                 self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
@@ -147,7 +147,7 @@ class GuestRun(EptViolationHandler):
                     if op.ve and not sim.sept_ve_disable:
                         if self.ve_handler:  # a #VE handler that does not ACCEPT
                             return self._ve_not_accepting(pos)
-                        self._tdcall_accept(gpa)
+                        self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
                     else:  # no #VE: an EPT-violation exit, counted by the filter
                         self.exit_pending = True
                         self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
@@ -199,14 +199,11 @@ class GuestRun(EptViolationHandler):
             return
         self._resume()
 
-    def _tdcall_accept(self, gpa: int) -> None:
-        """TDG.MEM.PAGE.ACCEPT of a PENDING page (tdg_mem_page_accept), from the #VE
-        handler or an explicit accept; ACCEPTED_EV when it returns."""
-        self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
-
     def _tdcall(self, leaf: str, plan: Plan, gpa: int, dur: int, done: int) -> None:
         """A guest TDCALL that takes the page's SEPT entry lock, guest side
-        (sept_lock_acquire_guest): on success it holds the lock for `dur` and posts `done`;
+        (sept_lock_acquire_guest): TDG.MEM.PAGE.ACCEPT of a PENDING page (tdg_mem_page_accept,
+        from the #VE handler or an explicit accept; `done` ACCEPTED_EV) or an attribute
+        TDCALL (`done` ATTR_DONE). On success it holds the lock for `dur` and posts `done`;
         a BUSY goes back to the guest, which re-executes the instruction (each try its own
         logical call); a BUSY_HOST_PRIORITY that lasts `hp_lock_timeout_ns` makes the
         module force a TD exit with TDX_HOST_PRIORITY_BUSY_TIMEOUT (`hp_timeout`)."""
