@@ -12,11 +12,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import iterate_in_threadpool
 
+from app.exports import Exports, accepts_gzip
 from app.openapi import (
     BAD_HOST,
     BUSY,
     CHANGES,
     CONFLICT,
+    EXPORT_BUSY,
     FORMAT_DOC,
     GONE,
     METRICS_RESPONSES,
@@ -131,7 +133,7 @@ async def runs(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/api/export", tags=["exports"], response_class=StreamingResponse,
-            responses={**export_responses(), **BUSY})
+            responses={**export_responses(), **EXPORT_BUSY})
 async def export_current(request: Request,
                          format: str = Query("jsonl", description=FORMAT_DOC,
                                              json_schema_extra={"enum": list(FORMATS)}),
@@ -145,7 +147,7 @@ async def export_current(request: Request,
 
 @router.get("/api/runs/{run_id}/export", tags=["exports", "runs"],
             response_class=StreamingResponse,
-            responses={**export_responses(), **NOT_FOUND, **GONE, **BUSY})
+            responses={**export_responses(), **NOT_FOUND, **GONE, **EXPORT_BUSY})
 async def export_run(request: Request, run_id: str,
                      format: str = Query("jsonl", description=FORMAT_DOC,
                                          json_schema_extra={"enum": list(FORMATS)}),
@@ -242,13 +244,18 @@ def _stream(request: Request, fmt: str, recipe: Recipe,
             events: int | None) -> StreamingResponse:
     """The run's records regenerated and written as they are sent (gzip'ed when the
     client accepts it); `events`, the run's record count, sizes the Chrome trace."""
+    exports: Exports = request.app.state.exports
+    if not exports.take():
+        raise HTTPException(503, f"{exports.limit} exports are being written already; "
+                                 "try again when one has finished",
+                            headers={"Retry-After": "5"})
     filename = f"tdx-contention-{recipe.run_id}.{EXTENSIONS[fmt]}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"',
                "Vary": "Accept-Encoding"}
     gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
     if gzip:
         headers["Content-Encoding"] = "gzip"
-    return StreamingResponse(iterate_in_threadpool(_pieces(fmt, recipe, events, gzip)),
+    return StreamingResponse(iterate_in_threadpool(exports.held(_pieces(fmt, recipe, events, gzip))),
                              media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
@@ -260,14 +267,3 @@ def _pieces(fmt: str, recipe: Recipe, events: int | None = None,
     return encode(fmt, records, recipe.config.to_dict(), events, gzip)
 
 
-def accepts_gzip(accept_encoding: str) -> bool:
-    """True when an Accept-Encoding header takes gzip (RFC 9110 12.5.3: q=0 refuses)."""
-    for item in accept_encoding.lower().split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip() in ("gzip", "x-gzip", "*"):
-            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
-            try:
-                return float(q) > 0
-            except ValueError:
-                return False
-    return False

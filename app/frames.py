@@ -91,7 +91,8 @@ def _minus(now: dict[K, int], before: dict[K, int]) -> dict[K, int]:
 
 def piece(index: int, part: Counts) -> dict[str, Any]:
     """One bin's counts (or the part of them simulated in this frame), compact for the wire:
-    operands and leaves as lists in hello's order, BUSY pairs as [operand, leaf, n] indices."""
+    operands and leaves as lists in hello's order, BUSY pairs as [operand, leaf, n] indices,
+    calls that got their locks as [leaf, n]."""
     tally = part.tally
     return {
         "i": index,
@@ -99,6 +100,9 @@ def piece(index: int, part: Counts) -> dict[str, Any]:
         "zero_step": tally.zero_step_activations,
         "busy": [tally.busy_by_operand.get(op, 0) for op in OPERANDS],
         "leaf": [tally.by_leaf[leaf][1] if leaf in tally.by_leaf else 0 for leaf in LEAVES],
+        # calls that got their locks (attempts less BUSY), by leaf: the caption's holders
+        "ran": [[i, counts[0] - counts[1]] for i, leaf in enumerate(LEAVES)
+                if (counts := tally.by_leaf.get(leaf)) is not None and counts[0] > counts[1]],
         "pairs": sorted([OPERAND_INDEX[op], LEAF_INDEX[leaf], n]
                         for (op, leaf), n in part.pairs.items()
                         if op in OPERAND_INDEX and leaf in LEAF_INDEX),

@@ -55,6 +55,10 @@ CONFLICT: Responses = {409: _error("a built-in scenario, or the current run's",
 GONE: Responses = {410: _error("the run's scenario can no longer be parsed",
                     "run x can no longer be replayed: ...")}
 BUSY: Responses = {503: _error("the runner did not answer in 10 s", "the runner is not answering")}
+EXPORT_BUSY: Responses = {503: _error(
+    "the runner did not answer in 10 s, or Settings.max_exports exports are being written "
+    "already (Retry-After says when to try again)",
+    "4 exports are being written already; try again when one has finished")}
 PROBLEMS: Responses = {422: {"model": Problems, "description": "each bad field with its message; "
                                                     "nothing was changed",
                   "content": {"application/json": {"example": Problems.of(

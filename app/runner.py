@@ -69,7 +69,7 @@ class Runner(Comparing):
         self.twin: Twin | None = None
         self.error: str | None = None  # why the run was paused by a failure, shown to users
         self.supervisor = Supervisor(settings.call_timeout_s, settings.restart_delay_s)
-        self.run = self._open_run(Config())
+        self.run = self._open_run(self._resumed_config())
         self._thread = threading.Thread(
             target=self.supervisor.run, args=(self._main, self._fail, self._stopping),
             name="runner", daemon=True)
@@ -342,6 +342,26 @@ class Runner(Comparing):
                 "pace": self.pace, "bin_ns": self.run.bins.width_ns, "twin": twin}
 
     # -- runs --------------------------------------------------------------------------
+    def _resumed_config(self) -> Config:
+        """The config the newest run had when the server stopped (its start plus its live
+        changes), so a restarted server comes back as the user left it, paused; the
+        defaults when there is no run, or when it no longer opens (a scenario gone, or
+        limits that refuse it now)."""
+        newest = next((r for r in self.store.runs() if r.twin_of is None), None)
+        if newest is None:
+            return Config()
+        values = dict(newest.config)
+        for _, changes in newest.timeline:
+            values.update(changes)
+        try:
+            config = Config().with_changes(values)
+            scenario, _ = self.catalogue.get(config.scenario)
+            afford.check(scenario, config.vcpus, config.scenario)
+        except EngineError as exc:
+            log.warning("starting from the defaults: the last run's config does not open: %s", exc)
+            return Config()
+        return config
+
     def _open_run(self, config: Config) -> LiveRun:
         scenario, toml = self.catalogue.get(config.scenario)
         afford.check(scenario, config.vcpus, config.scenario)  # before any of it is built

@@ -211,7 +211,9 @@ class Hello(_Message):
     controls: list[dict[str, Any]] = []
     compare: dict[str, Any] = {"on": False, "changes": {}, "run_id": None}
     compare_fields: list[str] = []
-    holders: list[dict[str, str]] = []  # lock holders the records imply (see app/ws.py)
+    holders: list[dict[str, str]] = []  # lock holders the records imply (app/holders.py)
+    # module version -> operand -> failing leaf -> leaves whose lock set conflicts on it
+    conflicts: dict[str, dict[str, dict[str, list[str]]]] = {}
     error: str | None = None  # why the run was paused by a failure
     units: dict[str, str] = {"t_ns": "simulated nanoseconds",
                              "speed": "simulated microseconds per wall-clock second"}

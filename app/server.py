@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import api, compare, ws
+from app.exports import Exports
 from app.hub import Hub
 from app.metrics import Metrics
 from app.openapi import TAGS
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = Runner(settings, store, catalogue, hub, metrics)
         app.state.store, app.state.catalogue, app.state.hub = store, catalogue, hub
         app.state.metrics, app.state.runner = metrics, runner
+        app.state.exports = Exports(settings.max_exports)
         runner.start_thread()
         app.state.sweeps = await anyio.to_thread.run_sync(
             open_manager, settings.data_dir, settings.dask_scheduler)

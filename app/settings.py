@@ -21,6 +21,9 @@ class Settings:
     call_timeout_s: float = 10.0  # a route waits this long for the runner, then 503
     restart_delay_s: float = 0.5  # a failed runner loop starts again after this
     queue_size: int = 32
+    # Exports replay their run on a thread each: more at once are refused (503), so a page
+    # or script opening many cannot starve the live run and the routes of CPU.
+    max_exports: int = 4
     static_dir: Path | None = None  # None: the installed app.static package
     dask_scheduler: str | None = None  # sweeps run on this Dask cluster (else locally)
 

@@ -10,6 +10,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from app.holders import CONFLICTS, HOLDERS
 from app.hub import Hub
 from app.runner import Runner
 from app.schema import Error, Hello, Pong, ScenarioInfo
@@ -24,8 +25,6 @@ router = APIRouter()
 # zero-step filter fired tried SEPT_TREE exclusively (MODEL.md section 4), so BUSY on
 # SEPT_TREE in a window with zero-step activations had those entries as a holder. The
 # page names a holder only when its `series` shows activity in the window.
-HOLDERS = [{"operand": "SEPT_TREE", "leaf": "TDH.VP.ENTER", "label": "zero-step",
-            "series": "zero_step"}]
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4096  # a client sends pings; uvicorn's own cap (ws_max_size) is 64 KiB
 RATE_PER_S, BURST = 20.0, 40  # messages a client may send: a token bucket
@@ -48,7 +47,7 @@ def hello(websocket: WebSocket) -> Hello:
         token_required=state.settings.token_required,
         bin_ns=run.bins.width_ns, controls=run.controls(),
         compare=runner.compare_snapshot(), compare_fields=list(COMPARE_FIELDS),
-        holders=HOLDERS,
+        holders=HOLDERS, conflicts=CONFLICTS,
         error=runner.error,
     )
 

@@ -2,6 +2,7 @@
 // time axis), and the one door to plotly.js: every chart is drawn through plot().
 
 import { controlMarks, drawLabels, xRange } from "./marks.js";
+import { axisLabels, roundTicks } from "./ticks.js";
 
 // Sizes come from a ResizeObserver, not from plotly measuring its container on every draw
 // (that forced a layout per chart per frame).
@@ -24,6 +25,7 @@ const COLORSCALE = [
   [0, "#f7f9fc"], [0.02, "#fff3c4"], [0.2, "#fdd49e"], [0.45, "#fc8d59"], [0.75, "#d7301f"], [1, "#7f0000"],
 ];
 const GAP_PX = 16; // between the heatmap and the timeline
+const TICK_LABEL_PX = 24; // the time axis' HTML tick labels sit between the axis and its title
 const BASE_LAYOUT = {
   margin: { l: 150, r: 10, t: 6, b: 34 },
   paper_bgcolor: "rgba(0,0,0,0)",
@@ -62,34 +64,6 @@ export function plot(el, data, layout) {
 /** True once plotly.js has loaded. */
 export function plotlyReady() {
   return typeof window.Plotly === "object" && typeof window.Plotly.react === "function";
-}
-
-const TICK_STEPS = [1, 2, 2.5, 5, 10];
-
-/** Digits after the point that `x` needs (2.5 -> 1, 0.25 -> 2, 500 -> 0). */
-function decimalsOf(x) {
-  let d = 0;
-  while (d < 6 && Math.abs(Math.round(x * 10 ** d) - x * 10 ** d) > 1e-6) d += 1;
-  return d;
-}
-
-/**
- * About `count` round values across [lo, hi] (a 1, 2, 2.5 or 5 x 10^k step, never below
- * minStep) and their labels the way plotly writes them (1500, 12.5k, 1.5M).
- */
-export function roundTicks(lo, hi, count, minStep = 0) {
-  const raw = (hi - lo) / Math.max(1, count);
-  if (!(raw > 0) || !Number.isFinite(raw)) return { values: [], text: [] };
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  // counts (minStep 1) take whole steps: 2.5 x 10^k only from 25 up
-  const steps = minStep >= 1 && mag < 10 ? TICK_STEPS.filter((s) => s !== 2.5) : TICK_STEPS;
-  const step = Math.max(mag * steps.find((s) => s * mag >= raw * 0.7), minStep);
-  const values = [];
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) values.push(k * step);
-  const top = Math.max(...values.map(Math.abs), 0);
-  const [unit, suffix] = top >= 1e6 ? [1e6, "M"] : top >= 1e4 ? [1e3, "k"] : [1, ""];
-  const decimals = decimalsOf(step / unit);
-  return { values, text: values.map((v) => (v === 0 ? "0" : String(+(v / unit).toFixed(decimals)) + suffix)) };
 }
 
 /** Simulated µs written short: "250 µs", "1.5 ms", "2 s". */
@@ -238,12 +212,22 @@ export function drawTimeFigure(el, store, { rows = "operands", showAll = false, 
   Object.assign(layout, timelineAxes(ranges, lineDomain, twin, bandPx));
   const axis = timeAxis(store, plotWidth);
   drawColourScale(scale, zmax, margin.t, Math.round(margin.b + area * heatDomain[0]), formatUs(axis.binUs));
-  layout.xaxis = { title: { text: "simulated time (µs)", standoff: 6 }, anchor: "y2", range: axis.range,
+  layout.xaxis = { title: { text: "simulated time (µs)", standoff: TICK_LABEL_PX }, anchor: "y2", range: axis.range,
     autorange: false, showgrid: false, zeroline: false, tickmode: "array", tickangle: 0,
     tickvals: axis.tickvals, ticktext: axis.ticktext };
+  const tickAxes = [
+    { kind: "xtick", side: "bottom", values: axis.tickvals, text: axis.ticktext, range: axis.range },
+    { kind: "ytick", side: "left", values: tickvals, text: ticks, range: layout.yaxis.range, domain: heatDomain },
+    { kind: "y2tick", side: "left", values: layout.yaxis2.tickvals, text: layout.yaxis2.ticktext,
+      range: layout.yaxis2.range, domain: lineDomain },
+    { kind: "y3tick", side: "right", values: layout.yaxis3.tickvals, text: layout.yaxis3.ticktext,
+      range: layout.yaxis3.range, domain: lineDomain },
+  ];
+  for (const key of ["xaxis", "yaxis", "yaxis2", "yaxis3"]) layout[key].showticklabels = false;
   const done = plot(el, traces, layout);
   const toPx = (paper) => margin.t + (1 - paper) * area;
   const overlay = marks.labels.map((l) => ({ ...l, left: margin.l + l.x + (l.anchor === "left" ? 2 : -2), top: margin.t - 17 }));
+  overlay.push(...axisLabels(tickAxes, { left: margin.l, top: margin.t, width: plotWidth, height: area }));
   if (twin) {
     const heatPaper = (v) => heatDomain[1] - ((v + 0.5) / (2 * k + 1)) * (heatDomain[1] - heatDomain[0]);
     const linePaper = (v) => lineDomain[0] + (v / (ranges.retries * (2 + 2 * BAND_GAP))) * (lineDomain[1] - lineDomain[0]);

@@ -14,6 +14,7 @@ class Series {
     this.attempts = [];
     this.zeroStep = [];
     this.pairs = []; // per bin: [[operand index, leaf index, n], ...]
+    this.ran = []; // per bin: [[leaf index, calls that got their locks], ...]
     this.callsWhole = new Map(); // completed calls by attempts, over the run
     this.callsSince = new Map(); // the same since retry max or policy last changed
     this.totals = null;
@@ -29,11 +30,12 @@ class Series {
     this.attempts.push(0);
     this.zeroStep.push(0);
     this.pairs.push(null);
+    this.ran.push(null);
   }
 
   dropOldest(n) {
     for (const rows of [this.operands, this.leaves]) for (const row of rows) row.splice(0, n);
-    for (const s of [this.retries, this.giveups, this.attempts, this.zeroStep, this.pairs]) s.splice(0, n);
+    for (const s of [this.retries, this.giveups, this.attempts, this.zeroStep, this.pairs, this.ran]) s.splice(0, n);
   }
 
   /** Add a piece of bin `col` (pieces of one bin from consecutive frames add up). */
@@ -47,6 +49,7 @@ class Series {
     this.attempts[col] += p.attempts ?? 0;
     this.zeroStep[col] += p.zero_step ?? 0;
     if (p.pairs && p.pairs.length) this.pairs[col] = (this.pairs[col] ?? []).concat(p.pairs);
+    if (p.ran && p.ran.length) this.ran[col] = (this.ran[col] ?? []).concat(p.ran);
   }
 
   /** A frame's histogram and totals. */

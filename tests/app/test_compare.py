@@ -211,6 +211,11 @@ def test_hello_and_state_carry_bins_controls_and_compare(client: TestClient) -> 
         assert hello["bin_ns"] == 100_000 and hello["controls"] == []
         assert hello["compare_fields"] == ["policy", "retry_max", "zero_step"]
         assert {h["operand"] for h in hello["holders"]} <= set(hello["operands"])
+        # the caption's candidates: who can hold a lock a leaf met, by module version
+        aug = {v: hello["conflicts"][v]["SEPT_TREE"]["TDH.MEM.PAGE.AUG"] for v in ("1.0", "1.5")}
+        assert "TDH.MEM.RANGE.BLOCK" in aug["1.5"] and "TDH.MEM.PAGE.AUG" not in aug["1.5"]
+        assert "TDH.MEM.PAGE.AUG" in aug["1.0"], "module 1.0 takes the tree exclusively in AUG"
+        assert hello["conflicts"]["1.5"]["TDR"]["TDH.VP.ENTER"] == ["TDH.MEM.PAGE.ADD"]
         client.patch("/api/config", json={"retry_max": 5})
         state = ws.receive_json()
         assert state["type"] == "state"

@@ -9,7 +9,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import accepts_gzip
+from app.exports import accepts_gzip
 from tests.app.server_helpers import run_for
 
 

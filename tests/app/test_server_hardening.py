@@ -272,3 +272,24 @@ def test_a_flooding_websocket_client_is_closed(client: TestClient) -> None:
                 ws.receive_json()
         assert closed.value.code == 1008 and "a second" in closed.value.reason
     assert client.get("/healthz").status_code == 200
+
+
+def test_exports_at_once_are_capped_and_a_slot_comes_back(settings: Settings) -> None:
+    """Each export replays its run on a thread: past Settings.max_exports at once the
+    server answers 503 naming the limit (the live run keeps its CPU), and a slot comes
+    back when an export ends or its client goes away."""
+    import httpx
+
+    capped = Settings(data_dir=settings.data_dir, max_exports=2)
+    with live_server(capped) as url, httpx.Client(base_url=url) as http:
+        http.post("/api/run/start")
+        http.post("/api/run/pause")
+        with http.stream("GET", "/api/export?format=jsonl"), \
+                http.stream("GET", "/api/export?format=csv") as second:
+            third = http.get("/api/export")
+            assert third.status_code == 503
+            assert "2 exports are being written already" in third.json()["detail"]
+            assert third.headers["retry-after"] == "5"
+            assert second.status_code == 200
+        for _ in range(3):  # the two dropped streams gave their slots back
+            assert http.get("/api/export").status_code == 200

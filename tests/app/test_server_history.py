@@ -73,3 +73,24 @@ def test_store_round_trip(tmp_path: Path) -> None:
     again = reopened.run("r1")
     reopened.close()
     assert again == record
+
+
+def test_a_restarted_server_comes_back_with_the_config_the_user_left(settings: Settings) -> None:
+    """CONTRACT Safety: a live change is durable once its PATCH answers 200. After a
+    restart the current run has the last run's config with its live changes, paused; a
+    config that no longer opens (its posted scenario was deleted) falls back to defaults."""
+    with make_client(settings) as client:
+        client.patch("/api/config", json={"vcpus": 4})
+        client.patch("/api/config", json={"retry_max": 5, "policy": "upstream", "zero_step": False})
+    with make_client(settings) as client:
+        config = client.get("/api/config").json()
+        assert (config["vcpus"], config["retry_max"], config["policy"], config["zero_step"]) == (
+            4, 5, "upstream", False)
+        assert client.get("/api/stats").json()["sim_ns"] == 0
+        assert client.post("/api/scenarios", content=CUSTOM).status_code == 201
+        client.patch("/api/config", json={"scenario": "posted"})
+    store = Store(settings.data_dir)
+    store.delete_scenario("posted")
+    store.close()
+    with make_client(settings) as client:
+        assert client.get("/api/config").json()["scenario"] == "zero-step"

@@ -252,3 +252,23 @@ def test_a_twin_started_mid_run_fills_the_window_from_the_start(server: LiveServ
     page.wait_for_function(f"JSON.stringify(({HEATMAP_SUMS})()) === "
                            f"JSON.stringify([{stats['busy']}, {stats['twin']['busy']}])", timeout=5000)
     assert console.errors == []
+
+
+def test_the_caption_names_the_lock_the_leaf_and_who_could_hold_it(server: LiveServer,
+                                                                  open_page: OpenPage) -> None:
+    """In `conversion` the zap thread's RANGE.BLOCK takes the SEPT tree exclusively while
+    vCPUs AUG under it: the caption names the lock, the leaf that met it and, from the
+    module's lock tables, the leaves that could have held it and ran in the window."""
+    page, console = open_page(server)
+    page.get_by_label("Scenario", exact=True).select_option("conversion")
+    start(page)
+    wait_bins(page, 10)
+    caption = page.locator("#caption")
+    expect(caption).to_contain_text(" vs TDH.")
+    text = caption.text_content() or ""
+    operand, rest = text.removeprefix("Most BUSY: ").split(" (", 1)
+    hello = page.evaluate("window.tdxDashboard.store.hello")
+    leaf = rest.split("): ", 1)[1].split(" ")[0]
+    holder = rest.split(" vs ", 1)[1].split(" ")[0]
+    assert holder in hello["conflicts"]["1.5"][operand][leaf]
+    assert console.errors == []

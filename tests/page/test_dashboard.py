@@ -129,7 +129,7 @@ def test_heatmap_rows_switch_while_paused(server: LiveServer, open_page: OpenPag
     pause(page, server)
     hello = page.evaluate("window.tdxDashboard.store.hello")
     page.get_by_label("Show empty rows").check()  # every row, BUSY or not
-    drawn = """(names) => JSON.stringify([...document.querySelectorAll('#heatmap .ytick text')]
+    drawn = """(names) => JSON.stringify([...document.querySelectorAll('.figure-label-ytick')]
         .map((t) => t.textContent).sort()) === JSON.stringify(names)"""
     page.get_by_role("button", name="By leaf").click()
     page.wait_for_function(drawn, arg=sorted(hello["leaves"]))
