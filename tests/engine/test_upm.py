@@ -186,3 +186,23 @@ def test_the_soak_runs_without_a_hang_short(policy: str) -> None:
 def test_the_soak_runs_two_simulated_seconds_without_a_hang() -> None:
     summary = check_soak(load(SOAK).duration_us * 1000, "upstream")
     assert summary["sim_ns"] == 2_000_000_000
+
+
+def test_attributes_records_reach_every_export_format() -> None:
+    """The `attributes` instants are rows of the CSV, instants of the Chrome trace and
+    events of the Perfetto trace, with their action."""
+    import csv
+
+    from engine.export import chunks, encode
+    from engine.run import records
+
+    sc = parse(HEAD.format(vcpus=1) + FLIP, "t.toml")
+    config = sc.config()
+    rows = list(csv.DictReader(io.StringIO("".join(chunks("csv", records(config, sc, 300_000))))))
+    assert [json.loads(r["extra"])["action"] for r in rows if r["kind"] == "attributes"] == [
+        "shared", "private"]
+    chrome = json.loads("".join(chunks("chrome", records(config, sc, 300_000))))
+    instants = [e for e in chrome["traceEvents"] if e.get("cat") == "attributes"]
+    assert [(e["ph"], e["args"]["action"]) for e in instants] == [("i", "shared"), ("i", "private")]
+    trace = b"".join(encode("perfetto", records(config, sc, 300_000), config.to_dict()))
+    assert b"attributes" in trace and b"private" in trace
