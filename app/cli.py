@@ -263,6 +263,8 @@ def _print_summary(s: dict[str, Any], export_path: Path | None, fmt: str) -> Non
         print(f"stalls (actors that wait on each other for good): {s['stalls']}")
     if s.get("ioctls"):
         print(f"ioctls returned to userspace: {s['ioctls']}, {s['ioctl_errors']} with an error")
+    if s.get("injected_busy"):
+        print(f"injected BUSY (workload.inject_busy_every): {s['injected_busy']}")
     if export_path is not None:
         print(f"event log ({fmt}) written to {export_path}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from engine.attributes import AttributesSpec
 from engine.buildvcpu import InitVcpuSpec
 from engine.errors import ScenarioError
 from engine.guest import PAGES_PER_MIB, REGION_PAGES
@@ -191,6 +192,12 @@ def problems(scenario: Scenario, vcpus: int) -> list[tuple[str, str]]:
     if t.accept_ns + t.guest_retry_gap_ns == 0:
         out.append(("timing.accept_ns", "with guest_retry_gap_ns 0 a guest's retried ACCEPT "
                     "would cost no simulated time; accepts a sum above 0"))
+    if t.seamcall_ns + t.guest_retry_gap_ns == 0:
+        out.append(("timing.guest_retry_gap_ns", "with seamcall_ns 0 a guest TDCALL's BUSY "
+                    "and its retry would cost no simulated time; accepts a sum above 0"))
+    if t.ve_ns == 0 and any(spec.ve_handler for spec in scenario.vcpu_specs):
+        out.append(("timing.ve_ns", "0 ns with a [[vcpu]] ve_handler that does not accept: "
+                    "its #VE spin would cost no simulated time; accepts at least 1"))
     out += _free_ops(scenario)
     if out:
         return out  # the estimates below divide by the costs just checked
@@ -224,6 +231,9 @@ def events_per_us(scenario: Scenario, vcpus: int) -> tuple[float, str]:
             # its fault loop (no record each run), and a record per userspace retry
             parts[f"prefault[{n}].retry_us"] = (1000 / max(scenario.timing.kvm_fault_ns, 1)
                                                 + 1000 / actor.retry_ns)
+        elif isinstance(actor, AttributesSpec):
+            # each change zaps the range (BLOCK, TRACK, kick, REMOVE) and is recorded
+            parts[f"attributes[{n}].every_us"] = (3 * (actor.hi - actor.lo) + 4) * 1000 / actor.every_ns
         elif isinstance(actor, SignalSpec):
             parts.setdefault("signal", 0.0)
             parts["signal"] += 2 * 1000 / max(actor.every_ns, 1)
@@ -296,6 +306,8 @@ def _free_ops(scenario: Scenario) -> list[tuple[str, str]]:
                 free += step.repeat * width
             elif step.kind in ("access", "accept", "loop"):
                 free += (step.repeat - 1) * width
+            elif step.kind in ("attr_rd", "attr_wr") and not scenario.timing.seamcall_ns + step.ns:
+                free += step.repeat
         if free > MAX_FREE_OPS:
             out.append((f"vcpu[{n}].script", f"about {free} operations that may take no "
                         f"simulated time (repeats of mapped pages, rip, empty run); at most "

@@ -60,9 +60,11 @@ def chrome_chunks(records: Iterable[Record], config: dict[str, Any] | None = Non
         tid = tids[actor]
         if kind in CALL_KINDS:
             status = status_hex(rec[5])
+            # A call's extra keys (`synthetic`, `injected`, ...) join its args.
+            more = "," + _compact_json(rec[9])[1:-1] if rec[9] else ""
             yield (',\n{"name":"%s","cat":"%s","ph":"X","pid":1,"tid":%d,"ts":%s,"dur":%s,'
-                   '"args":{"status":"%s","operand":%s,"attempt":%d,"outcome":"%s"}}') % (
-                rec[4], kind, tid, _us(t), _us(dur), status, _js(rec[6]), rec[7], rec[8])
+                   '"args":{"status":"%s","operand":%s,"attempt":%d,"outcome":"%s"%s}}') % (
+                rec[4], kind, tid, _us(t), _us(dur), status, _js(rec[6]), rec[7], rec[8], more)
             if rec[8] == "busy" or rec[8] == "giveup":
                 windows.count(rec[6])
                 if busy_instants:

@@ -96,6 +96,7 @@ class EptViolationHandler(Actor):
         # issues the same leaf again, giveup when it does not); its place in the log is
         # held with sim.open_record.
         self.held: Record | None = None
+        self.held_extra: dict[str, Any] | None = None  # its extra keys (engine.inject)
         timing = sim.timing
         self.seamcall_ns = timing.seamcall_ns
         self.kvm_fault_ns = timing.kvm_fault_ns
@@ -242,7 +243,7 @@ class EptViolationHandler(Actor):
         held = self.held
         assert held is not None
         self.held = None
-        self.sim.close_record(self.i, (*held, outcome, None))
+        self.sim.close_record(self.i, (*held, outcome, self.held_extra))
 
     # -- the SEAMCALL ----------------------------------------------------------------
     def _attempt(self, _: Any) -> None:
@@ -250,6 +251,8 @@ class EptViolationHandler(Actor):
         leaf = self.leaf
         gpa = self.fault_gpa
         t = sim.now
+        if sim.injector is not None and sim.injector.fault_call(self):
+            return  # engine.inject: the debug config's BUSY, handled as one out of the wrapper
         steps = sim.host_plans[leaf]
         fail = sim.locks.try_plan(steps, self.i, gpa, True)
         attempt = self.attempt
@@ -260,17 +263,25 @@ class EptViolationHandler(Actor):
             sim.emit((t, dur, SEAMCALL, self.name, leaf, 0, None, attempt, SUCCESS, None))
             sim.post(t + dur, self, CALL_DONE, steps)
             return
-        delay = sim.policy.fault_busy(leaf, fail.status, attempt, sim.retry_max, sim.timing,
-                                      sim.rng)
+        self.busy_returned(t, fail.status, fail.operand, sim.retry_max, None)
+
+    def busy_returned(self, t: int, status: int, operand: str, retry_max: int,
+                      extra: dict[str, Any] | None) -> None:
+        """The SEAMCALL returned a BUSY `status`: what the policy does with it, given
+        `retry_max` retries in the SEPT wrapper (0 for a BUSY the wrapper never retries)."""
+        sim = self.sim
+        leaf = self.leaf
+        attempt = self.attempt
+        delay = sim.policy.fault_busy(leaf, status, attempt, retry_max, sim.timing, sim.rng)
         if delay == RERUN:
             # The outcome waits for the re-run fault: hold the record's place.
             sim.open_record(self.i)
-            self.held = (t, self.seamcall_ns, SEAMCALL, self.name, leaf, fail.status,
-                         fail.operand, attempt)
+            self.held = (t, self.seamcall_ns, SEAMCALL, self.name, leaf, status, operand, attempt)
+            self.held_extra = extra
             sim.post(t + self.seamcall_ns, self, BUSY_DONE)
             return
-        sim.emit((t, self.seamcall_ns, SEAMCALL, self.name, leaf, fail.status, fail.operand,
-                  attempt, GIVEUP if delay == GIVE_UP else BUSY, None))
+        sim.emit((t, self.seamcall_ns, SEAMCALL, self.name, leaf, status, operand,
+                  attempt, GIVEUP if delay == GIVE_UP else BUSY, extra))
         if delay == GIVE_UP:
             sim.post(t + self.seamcall_ns, self, BUSY_DONE)
         else:

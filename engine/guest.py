@@ -14,6 +14,13 @@ ACCEPT: Final = 1
 IO: Final = 2
 HLT: Final = 3
 STOP: Final = 4
+ATTR_RD: Final = 5  # TDG.MEM.PAGE.ATTR.RD; `arg` is the time the TDCALL holds the entry
+ATTR_WR: Final = 6  # TDG.MEM.PAGE.ATTR.WR; kinds from ATTR_RD on are attribute TDCALLs
+# The guest's #VE handler for a PENDING page ([[vcpu]] ve_handler), by index: ACCEPT it,
+# re-execute without accepting (spin at one RIP), or skip the access as MMIO.
+VE_HANDLERS: Final = ("accept", "disallow_accept", "allow_mmio")
+VE_DISALLOW_ACCEPT: Final = 1
+VE_ALLOW_MMIO: Final = 2
 PAGES_PER_MIB: Final = 256
 REGION_PAGES: Final = 512  # one 2 MiB secure-EPT page table maps 512 pages
 
@@ -23,7 +30,7 @@ class Op(NamedTuple):
 
     `gpas` are page numbers (GPA >> 12). `ve`: the guest takes a #VE on a PENDING page and
     ACCEPTs it (True), or the access exits to the host and is counted (False). `arg` is the
-    time a HLT waits for its interrupt.
+    time a HLT waits for its interrupt, or an attribute TDCALL holds the entry lock.
     """
 
     run_ns: int

@@ -10,9 +10,12 @@ from engine.accept2m import accept_2m
 from engine.errors import InvariantError
 from engine.fault import EptViolationHandler
 from engine.guest import ACCEPT as OP_ACCEPT
+from engine.guest import ATTR_RD as OP_ATTR_RD
 from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
 from engine.guest import STOP as OP_STOP
+from engine.guest import VE_ALLOW_MMIO
+from engine.locks import Plan
 from engine.module import GUEST_PLANS
 from engine.pagebytes import ACCEPTED, BLOCKED, PENDING, UNMAPPED
 from engine.records import GIVEUP, HP_TIMEOUT, SUCCESS, TDCALL
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from engine.sim import Simulation
 
 ACCEPT: Final = "TDG.MEM.PAGE.ACCEPT"
+# The attribute TDCALLs by op kind - OP_ATTR_RD (tdg_mem_page_attr_rd, tdg_mem_page_attr_wr).
+ATTR_LEAVES: Final = ("TDG.MEM.PAGE.ATTR.RD", "TDG.MEM.PAGE.ATTR.WR")
 EXIT_STOP: Final = -1  # the script ended: the vCPU halts for good
 _ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 
@@ -37,6 +42,7 @@ _ACCEPT_PLAN = GUEST_PLANS[ACCEPT]
 INSTRUCTION: Final = 2
 ACCEPTED_EV: Final = 3
 TDCALL_BUSY_DONE: Final = 4
+ATTR_DONE: Final = 20  # (codes above 10 are free of the run loop's and the handler's)
 
 
 class GuestRun(EptViolationHandler):
@@ -61,6 +67,10 @@ class GuestRun(EptViolationHandler):
         self.kick_pending = False
         self.hp_since = -1
         self.accept_ns = sim.timing.accept_ns
+        # The guest's #VE handler for a PENDING page: 0 ACCEPTs it, else a VE_* of
+        # engine.guest (the UPM selftest's handlers that do not).
+        self.ve_handler = 0
+        self.attr_plan: Plan = GUEST_PLANS[ATTR_LEAVES[0]]
         # A 2M ACCEPT in progress (engine.huge): (start, record index, chunks before, end).
         self.accepting_2m: tuple[int, int, int, int] | None = None
 
@@ -114,13 +124,15 @@ class GuestRun(EptViolationHandler):
                 return accept_2m(self, gpa)
             state = sim.pages[gpa]
             if state == PENDING:
-                self._tdcall_accept(gpa)
+                self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
             elif state == UNMAPPED or state == BLOCKED:
                 self.exit_pending = False
                 self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
             else:
                 self.op = None  # done
                 return True
+        elif kind >= OP_ATTR_RD:
+            self._attr(op)
         else:
             gpas = op.gpas
             pages = sim.pages
@@ -138,7 +150,9 @@ class GuestRun(EptViolationHandler):
                 if state == PENDING:
                     self.pos = pos
                     if op.ve and not sim.sept_ve_disable:
-                        self._tdcall_accept(gpa)
+                        if self.ve_handler:  # a #VE handler that does not ACCEPT
+                            return self._ve_not_accepting(pos)
+                        self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
                     else:  # no #VE: an EPT-violation exit, counted by the filter
                         self.exit_pending = True
                         self._exit(EXIT_EPT_VIOLATION, gpa, True, -1)
@@ -149,23 +163,68 @@ class GuestRun(EptViolationHandler):
             return True
         return False
 
-    def _tdcall_accept(self, gpa: int) -> None:
+    def _ve_not_accepting(self, pos: int) -> bool:
+        """A #VE on a PENDING page whose handler does not ACCEPT (tdx_upm_parallel_test's
+        guest mixes): `disallow_accept` returns to the instruction, which takes the #VE
+        again at the same RIP (a spin in the guest, no TD exit, nothing for the zero-step
+        filter to count); `allow_mmio` skips the access as if it were MMIO. Either costs
+        `ve_ns` of guest time; True: the guest goes on."""
+        sim = self.sim
+        if self.ve_handler == VE_ALLOW_MMIO:
+            self.pos = pos + 1
+            sim.stats["ve_skipped"] += 1
+        else:
+            sim.stats["ve_not_accepted"] += 1
+        self.compute_left = sim.timing.ve_ns
+        return True
+
+    def _attr(self, op: g.Op) -> None:
+        """TDG.MEM.PAGE.ATTR.RD/WR (tdg_mem_page_attr_rd/_wr): the SEPT entry lock, guest
+        side, held for a TDCALL round trip plus the step's `hold_ns`; on a page that is not
+        a mapped leaf (never AUGed, zapped, blocked) the module takes an EPT-violation
+        exit instead (basic_ept_violation_exit), which the host faults in."""
+        gpa = op.gpas[0]
+        state = self.sim.pages[gpa]
+        if state == ACCEPTED or state == PENDING:
+            leaf = ATTR_LEAVES[op.kind - OP_ATTR_RD]
+            plan = self.attr_plan = GUEST_PLANS[leaf]
+            self._tdcall(leaf, plan, gpa, self.seamcall_ns + op.arg, ATTR_DONE)
+        else:
+            self.exit_pending = False
+            self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
+
+    def _attr_done(self, gpa: int) -> None:
+        """The attribute TDCALL returned: the entry lock is free, the instruction done."""
+        self.sim.locks.release_plan(self.attr_plan, self.i, gpa)
+        self.in_tdcall = False
+        self.op = None
+        if self.kick_pending:
+            self.kick_pending = False
+            self._exit(EXIT_EXTERNAL_INTERRUPT)
+            return
+        self._resume()
+
+    def _tdcall(self, leaf: str, plan: Plan, gpa: int, dur: int, done: int) -> None:
+        """A guest TDCALL that takes the page's SEPT entry lock, guest side
+        (sept_lock_acquire_guest): TDG.MEM.PAGE.ACCEPT of a PENDING page (tdg_mem_page_accept,
+        from the #VE handler or an explicit accept; `done` ACCEPTED_EV) or an attribute
+        TDCALL (`done` ATTR_DONE). On success it holds the lock for `dur` and posts `done`;
+        a BUSY goes back to the guest, which re-executes the instruction (each try its own
+        logical call); a BUSY_HOST_PRIORITY that lasts `hp_lock_timeout_ns` makes the
+        module force a TD exit with TDX_HOST_PRIORITY_BUSY_TIMEOUT (`hp_timeout`)."""
         sim = self.sim
         t = sim.now
-        fail = sim.locks.try_plan(_ACCEPT_PLAN, self.i, gpa, False)
+        fail = sim.locks.try_plan(plan, self.i, gpa, False)
         self.in_tdcall = True
         if fail is None:
             self.hp_since = -1
-            dur = self.accept_ns
             self.tdcall_end = t + dur
-            sim.emit((t, dur, TDCALL, self.name, ACCEPT, 0, None, 1, SUCCESS, None))
-            sim.post(t + dur, self, ACCEPTED_EV, gpa)
+            sim.emit((t, dur, TDCALL, self.name, leaf, 0, None, 1, SUCCESS, None))
+            sim.post(t + dur, self, done, gpa)
             return
         timing = sim.timing
-        # The BUSY goes back to the guest's handler, which re-executes the instruction:
-        # each try is its own logical call.
         self.tdcall_end = t + self.seamcall_ns
-        sim.emit((t, self.seamcall_ns, TDCALL, self.name, ACCEPT, fail.status, fail.operand,
+        sim.emit((t, self.seamcall_ns, TDCALL, self.name, leaf, fail.status, fail.operand,
                   1, GIVEUP, None))
         if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
             if self.hp_since < 0:
@@ -173,7 +232,7 @@ class GuestRun(EptViolationHandler):
             elif t - self.hp_since >= timing.hp_lock_timeout_ns:
                 self.hp_since = -1
                 sim.stats["hp_timeouts"] += 1
-                sim.emit((t, 0, HP_TIMEOUT, self.name, ACCEPT, None, None, None, None,
+                sim.emit((t, 0, HP_TIMEOUT, self.name, leaf, None, None, None, None,
                           {"gpa": hex(gpa << 12)}))
                 sim.at(t + timing.seamcall_ns, self._forced_exit, None)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.attributes import ATTRIBUTES, AttributesSpec, install_attributes
 from engine.buildvcpu import InitVcpuSpec
 from engine.fault import (
     ACTIVE,
@@ -37,7 +38,7 @@ __all__ = ["ACTIVE", "DELETED", "INVALID", "install"]
 
 def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
     """Create the actors in `sim`, numbering each kind from where the scenario left off."""
-    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0, "prefault": 0}
+    counts = {INVALIDATE: 0, SIGNAL: 0, MEMSLOT: 0, "prefault": 0, ATTRIBUTES: 0}
     zaps = sum(1 for a in sim.host_actors if isinstance(a, Zapper))
     for spec in actors:
         if isinstance(spec, ZapSpec):
@@ -64,6 +65,10 @@ def install(sim: Simulation, actors: tuple[ActorSpec, ...]) -> None:
         elif isinstance(spec, PrefaultSpec):
             sim.host_actors.append(Prefault(sim, counts["prefault"], spec))
             counts["prefault"] += 1
+        elif isinstance(spec, AttributesSpec):
+            install_attributes(sim, spec, counts[ATTRIBUTES], zaps)
+            counts[ATTRIBUTES] += 1
+            zaps += 1
         elif isinstance(spec, SignalSpec):
             if spec.vcpu < len(sim.vcpus):  # a run with fewer vCPUs leaves it out
                 sim.host_actors.append(Signaller(sim, counts[SIGNAL], spec))

@@ -45,6 +45,10 @@ class Timing:
     page_demote_ns: int = 3_000
     # Guest TDCALL TDG.MEM.PAGE.ACCEPT of a 4K page (zeroes it): about 1.5 us in all.
     accept_ns: int = 1_500
+    # A #VE delivered to the guest and its handler's return, when the handler issues no
+    # TDCALL (the UPM selftest's disallow_accept / allow_mmio handlers): exception entry
+    # and IRET, about 1 us.
+    ve_ns: int = 1_000
     # TDG.MEM.PAGE.ACCEPT of a 2 MB page zeroes 2 MiB: at some 20 GB/s, about 100 us,
     # done as 512 chunks of 4K (200 ns each), with a check for interrupts after each.
     accept_2m_ns: int = 102_400
@@ -108,6 +112,9 @@ class Workload:
     zap_interval_ns: int = 100_000
     # Build time: PAGE.ADD of this many initial-image pages before the vCPUs start.
     build_pages: int = 0
+    # BUSY injection (engine.inject): every Nth call of the SEPT wrapper returns
+    # BUSY|SEPT_TREE, every Nth TRACK BUSY|TD_EPOCH; the debug config used 47. 0: off.
+    inject_busy_every: int = 0
 
 
 def override(obj: Any, values: dict[str, Any], section: str) -> Any:

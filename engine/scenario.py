@@ -106,6 +106,7 @@ class Scenario:
             vcpu = Vcpu(sim, i, guest, spec.memory_fault_ignore if spec else 0)
             if spec is not None:
                 vcpu.host_delay_ns = spec.host_delay_ns
+                vcpu.ve_handler = spec.ve_handler
             sim.vcpus.append(vcpu)
         if init is None and not self.workload.build_pages:
             _start_vcpus(sim)

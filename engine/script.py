@@ -15,16 +15,29 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from engine.buildvcpu import InitVcpuSpec, parse_init_vcpu
-from engine.guest import ACCEPT, ACCESS, HLT, IO, STOP, Guest, Layout, Op, StochasticGuest
+from engine.guest import (
+    ACCEPT,
+    ACCESS,
+    ATTR_RD,
+    ATTR_WR,
+    HLT,
+    IO,
+    STOP,
+    VE_HANDLERS,
+    Guest,
+    Layout,
+    Op,
+    StochasticGuest,
+)
 from engine.huge import accept_level
 from engine.params import Workload
 from engine.prefault import PrefaultSpec, parse_prefault
 
 if TYPE_CHECKING:
-    pass
+    from engine.attributes import AttributesSpec
 
 PAGE_SHIFT = 12
 PAGE_BYTES = 1 << PAGE_SHIFT
@@ -36,7 +49,7 @@ MAX_NS = MAX_TIME_US * 1000
 
 # -- accepted keys (the format's reference is checked against these tables) ----------------
 VCPU_KEYS = ("index", "indices", "ve_on_pending", "memory_fault", "host_delay_ns", "jitter_ns",
-             "script")
+             "script", "ve_handler")
 MEMORY_FAULT_KEYS = ("ignore",)
 STEP_COMMON_KEYS = ("step", "repeat")
 # Step kind -> (required keys, optional keys), besides `step` and `repeat`.
@@ -48,7 +61,10 @@ STEP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run": (("ns",), ()),
     "rip": (("rip",), ()),
     "loop": (("gpa_start", "pages"), ("rip", "private")),
+    "attr_rd": (("gpa",), ("rip", "hold_ns")),  # TDG.MEM.PAGE.ATTR.RD (engine.guestrun)
+    "attr_wr": (("gpa",), ("rip", "hold_ns")),  # TDG.MEM.PAGE.ATTR.WR
 }
+_ATTR_OPS = {"attr_rd": ATTR_RD, "attr_wr": ATTR_WR}
 # Host-actor table -> (required keys, optional keys).
 ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shared": (("gpa",), ("pages",)),
@@ -59,6 +75,7 @@ ACTOR_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "memslot": (("gpa", "delete_at_us", "recreate_after_us"), ("pages",)),
     "prefault": (("gpa", "at_us"), ("pages", "retry_us")),
     "init_vcpu": ((), ("start_us", "tdcx_pages", "measure")),
+    "attributes": (("gpa", "every_us"), ("pages", "start_us", "count")),  # engine.attributes
 }
 NO_GPA_TABLES = ("signal", "init_vcpu")  # actor tables without a `gpa` range
 ARRAY_TABLES = ("vcpu",) + tuple(ACTOR_KEYS)
@@ -90,6 +107,7 @@ class VcpuSpec:
     script: tuple[Step, ...] | None = None  # None: the stochastic workload
     host_delay_ns: int = 0  # the vCPU thread is preempted this long before each SEAMCALL
     jitter_ns: int = 0  # a script's guest time before each operation gets 0..jitter_ns more
+    ve_handler: int = 0  # engine.guest.VE_HANDLERS index: what its #VE handler does
 
 
 @dataclass(frozen=True)
@@ -128,7 +146,8 @@ class MemslotSpec:
     recreate_after_ns: int
 
 
-ActorSpec = ZapSpec | InvalidateSpec | SignalSpec | MemslotSpec | PrefaultSpec | InitVcpuSpec
+ActorSpec = Union[ZapSpec, InvalidateSpec, SignalSpec, MemslotSpec, PrefaultSpec,  # noqa: UP007
+                  InitVcpuSpec, "AttributesSpec"]
 
 
 # -- checking ----------------------------------------------------------------------------
@@ -271,7 +290,12 @@ def parse_vcpus(data: dict[str, Any], check: Checker) -> tuple[VcpuSpec, ...]:
         if jitter and script is None:
             check.err(f"{path}.jitter_ns", "only goes with `script` (the stochastic workload "
                                            "draws its guest times already)")
-        specs.append(VcpuSpec(indices, ve, ignore, script, delay, jitter))
+        handler = table.get("ve_handler", VE_HANDLERS[0])
+        if handler not in VE_HANDLERS:
+            check.err(f"{path}.ve_handler", f"{handler!r}; accepted: {', '.join(VE_HANDLERS)}")
+            handler = VE_HANDLERS[0]
+        specs.append(VcpuSpec(indices, ve, ignore, script, delay, jitter,
+                              VE_HANDLERS.index(handler)))
     return tuple(specs)
 
 
@@ -315,8 +339,9 @@ def parse_step(raw: Any, path: str, check: Checker) -> Step | None:
     repeat = check.integer(raw, "repeat", path, 1, MAX_REPEAT, 1)
     rip = check.address(raw, "rip", path, MAX_RIP) if "rip" in raw else None
     private = check.boolean(raw, "private", path, True)
-    if kind in ("access", "accept", "loop"):
+    if kind in ("access", "accept", "loop") or kind in _ATTR_OPS:
         key = "gpa_start" if kind == "loop" else "gpa"
+        hold = check.integer(raw, "hold_ns", path, 0, MAX_NS, 0)
         span = check.gpa_range(raw, key, path)
         if span is None:
             return None
@@ -324,7 +349,7 @@ def parse_step(raw: Any, path: str, check: Checker) -> Step | None:
             span = accept_level(raw, path, check, span)  # engine.huge: a 2M accept
             if span is None:
                 return None
-        return Step(kind, repeat, rip, span[0], span[1] - span[0], private)
+        return Step(kind, repeat, rip, span[0], span[1] - span[0], private, hold)
     ns = 0
     if kind in ("hlt", "run"):
         ns = check.integer(raw, "hold_ns" if kind == "hlt" else "ns", path, 0, MAX_NS, 0)
@@ -336,6 +361,9 @@ def parse_actors(data: dict[str, Any], check: Checker) -> tuple[tuple[tuple[int,
     """The `[[shared]]` ranges, then every host actor in file order, table by table."""
     shared: list[tuple[int, int]] = []
     actors: list[ActorSpec] = []
+    from engine.attributes import parse_attributes  # it imports this module's Checker
+
+    parsers = {**_ACTOR_PARSERS, "attributes": parse_attributes}
     for name, (required, optional) in ACTOR_KEYS.items():
         for n, raw in enumerate(array(data, name, check)):
             path = f"{name}[{n}]"
@@ -343,7 +371,7 @@ def parse_actors(data: dict[str, Any], check: Checker) -> tuple[tuple[tuple[int,
             if table is None:
                 continue
             span = check.gpa_range(table, "gpa", path) if name not in NO_GPA_TABLES else (0, 0)
-            spec = _ACTOR_PARSERS[name](table, path, check, span)
+            spec = parsers[name](table, path, check, span)
             if span is None or spec is None:
                 continue
             if name == "shared":
@@ -444,6 +472,8 @@ def _ops(steps: tuple[Step, ...], ve: bool) -> Iterator[Op]:
                 yield Op(run_ns, ACCESS, rip, gpas, ve)
             elif kind == "accept":  # `pages` 512: at the 2M level (engine.huge.LEVEL_2M)
                 yield Op(run_ns, ACCEPT, rip, (step.page,), ve, int(step.pages > 1))
+            elif kind in _ATTR_OPS:
+                yield Op(run_ns, _ATTR_OPS[kind], rip, (step.page,), ve, step.ns)
             elif kind == "io":
                 yield Op(run_ns, IO, rip, ())
             elif kind == "hlt":

@@ -14,6 +14,7 @@ from engine.guest import Layout
 from engine.heap import Event, push, replace
 from engine.heap import pop as heap_pop
 from engine.hostlocks import Mutex, RwLock
+from engine.inject import Injector, make_injector
 from engine.locks import LockTable, Plan
 from engine.module import host_locks, host_plans
 from engine.pagebytes import fill, page_bytes
@@ -98,6 +99,8 @@ class Simulation:
         self.stats = {"kvm_bugs": 0, "hp_timeouts": 0, "synthetic_exits": 0,
                       "no_entry_ns": 0, "leaked_pages": 0, "vm_dead": 0, "stalls": 0,
                       "ioctls": 0, "ioctl_errors": 0}
+        self.stats.update({"injected_busy": 0, "ve_not_accepted": 0, "ve_skipped": 0,
+                           "attribute_changes": 0})  # engine.inject, guestrun, attributes
         # Records not yet handed out. A VP.ENTER record's place is held from the entry
         # (its start) and filled at the exit, when its duration and status are known.
         self._out: list[Record] = []
@@ -112,6 +115,7 @@ class Simulation:
         self.vcpus: list[Any] = []
         self.host_actors: list[Any] = []
         self.prefaults: list[Any] = []  # engine.prefault.Prefault actors (they hold records)
+        self.injector: Injector | None = make_injector(self)  # BUSY injection, off: None
         self.scenario.populate(self)
 
     # -- the clock -------------------------------------------------------------------

@@ -8,7 +8,14 @@ from engine import guest as g
 from engine.accept2m import interrupt_2m
 from engine.errors import InvariantError
 from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
-from engine.guestrun import ACCEPTED_EV, EXIT_STOP, INSTRUCTION, TDCALL_BUSY_DONE, GuestRun
+from engine.guestrun import (
+    ACCEPTED_EV,
+    ATTR_DONE,
+    EXIT_STOP,
+    INSTRUCTION,
+    TDCALL_BUSY_DONE,
+    GuestRun,
+)
 from engine.locks import Plan
 from engine.module import (
     VP_ENTER_BRIEF_PLAN,
@@ -101,6 +108,8 @@ class Vcpu(GuestRun):
             self._busy_done(arg)
         elif code == WALK:
             self._walk()
+        elif code == ATTR_DONE:
+            self._attr_done(arg)
         else:
             raise InvariantError(f"{self.name}: no event {code}")
 

@@ -195,6 +195,8 @@ class Zapper:
         sim = self.sim
         timing = sim.timing
         leaf, page, attempt, t = self.leaf, self.page, self.attempt, sim.now
+        if sim.injector is not None and sim.injector.zap_call(self):
+            return  # engine.inject: the debug config's BUSY, handled as one out of the wrapper
         steps = sim.host_locks[leaf]
         fail = None
         if leaf == TRACK and any(v.in_guest and v.entry_epoch < sim.td_epoch for v in sim.vcpus):
@@ -213,10 +215,19 @@ class Zapper:
                 sim.at(t + dur, self._done, steps)
                 return
             status, operand = fail.status, fail.operand
-        decision = sim.policy.zap_busy(leaf, status, attempt, sim.retry_max, timing, sim.rng)
+        self.busy_returned(t, status, operand, sim.retry_max, None)
+
+    def busy_returned(self, t: int, status: int, operand: str, retry_max: int,
+                      extra: dict[str, Any] | None) -> None:
+        """The call returned a BUSY `status`: what the policy does with it, given
+        `retry_max` retries in the SEPT wrapper (0 for a BUSY the wrapper never retries)."""
+        sim = self.sim
+        timing = sim.timing
+        leaf, attempt = self.leaf, self.attempt
+        decision = sim.policy.zap_busy(leaf, status, attempt, retry_max, timing, sim.rng)
         retry = decision >= 0 or decision == KICK_RETRY
         sim.emit((t, timing.seamcall_ns, SEAMCALL, self.name, leaf, status, operand, attempt,
-                  BUSY if retry else GIVEUP, None))
+                  BUSY if retry else GIVEUP, extra))
         after = t + timing.seamcall_ns
         own_loop = leaf == TRACK and decision >= 0 and not sim.policy.own_loops_continue_call
         self.attempt = 1 if own_loop else attempt + 1

@@ -55,7 +55,7 @@ def test_unknown_top_level_key() -> None:
     assert errors("", "vcpus = 3\n" + HEAD) == [
         "f.toml: vcpus: unknown key; accepted: name, description, source, policies, "
         "duration_us, gallery_duration_us, td, timing, workload, vcpu, shared, zap, "
-        "invalidate, signal, memslot, prefault, init_vcpu"]
+        "invalidate, signal, memslot, prefault, init_vcpu, attributes"]
 
 
 def test_policies_names_known_policies_once() -> None:
@@ -81,7 +81,7 @@ def test_vcpu_must_be_an_array_of_tables() -> None:
 def test_unknown_key_in_a_vcpu_table() -> None:
     assert errors("[[vcpu]]\nindex = 0\nve = true\n") == [
         "f.toml: vcpu[0].ve: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, host_delay_ns, jitter_ns, script"]
+        "memory_fault, host_delay_ns, jitter_ns, script, ve_handler"]
 
 
 def test_index_and_indices() -> None:
@@ -127,10 +127,10 @@ def test_script_must_be_a_list_of_tables() -> None:
 def test_unknown_or_missing_step_kind() -> None:
     assert step_errors('{step = "acess", gpa = 0}') == [
         "f.toml: vcpu[0].script[2].step: 'acess'; accepted: access, accept, io, hlt, run, "
-        "rip, loop"]
+        "rip, loop, attr_rd, attr_wr"]
     assert step_errors("{gpa = 0}") == [
         "f.toml: vcpu[0].script[2].step: missing; accepted: access, accept, io, hlt, run, "
-        "rip, loop"]
+        "rip, loop, attr_rd, attr_wr"]
 
 
 def test_unknown_key_in_a_step() -> None:
@@ -248,7 +248,7 @@ def test_validate_prints_each_error_on_its_own_line(tmp_path: Path,
     assert out.out == ""
     assert out.err.splitlines() == [
         f"{bad}: vcpu[0].foo: unknown key; accepted: index, indices, ve_on_pending, "
-        "memory_fault, host_delay_ns, jitter_ns, script",
+        "memory_fault, host_delay_ns, jitter_ns, script, ve_handler",
         f"{bad}: zap[0].gpa: 0x1 is not page-aligned; accepted: a byte address that is a "
         "multiple of 0x1000 (4 KiB pages)"]
     good = tmp_path / "good.toml"
