@@ -75,6 +75,7 @@ class Outcome:
     # A kind this module does not know, by the `result` or `action` its records carry.
     details: Counter[tuple[str, str]] = field(default_factory=Counter)
     synthetic_exits: int = 0
+    injected: int = 0  # BUSY statuses returned by workload.inject_busy_every, not the module
     leaked_pages: int = 0
 
     def add(self, rec: Record) -> None:
@@ -106,6 +107,8 @@ class Outcome:
             self.retries += 1
         if extra.get("synthetic"):
             self.synthetic_exits += 1
+        if extra.get("injected"):
+            self.injected += 1
         if outcome == ERROR:
             name = _STATUS_NAMES.get(rax & status.STATUS_CLASS_MASK, status.status_hex(rax))
             self.errors[(name, leaf)] += 1
@@ -125,6 +128,8 @@ class Outcome:
             parts.append("BUSY " + ", ".join(named) + (f", {rest} more" if rest else ""))
         else:
             parts.append("no BUSY")
+        if self.injected:
+            parts.append(f"{self.injected} of them injected")
         if self.retries:
             parts.append(_plural(self.retries, "retry", "retries"))
         if self.giveups:

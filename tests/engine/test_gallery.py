@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,11 @@ def test_outcome_counts_a_run() -> None:
     log = log_of("accept_vs_block.toml", "upstream")
     assert outcome(scenario, "upstream").calls == len(
         [r for r in log if r["kind"] in ("seamcall", "tdcall")])
+
+
+def test_a_line_says_how_many_busy_were_injected() -> None:
+    """BUSY injection's statuses are KVM's debug knob, not the module's: the line says so."""
+    page = (ROOT / "docs" / "gallery.md").read_text()
+    section = page.split("## busy-injection", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("- `")]
+    assert len(lines) == 2 and all(re.search(r"; \d+ of them injected;", line) for line in lines)
