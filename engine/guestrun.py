@@ -15,7 +15,7 @@ from engine.guest import HLT as OP_HLT
 from engine.guest import IO as OP_IO
 from engine.guest import STOP as OP_STOP
 from engine.guest import VE_ALLOW_MMIO
-from engine.locks import Plan
+from engine.locks import Failure, Plan
 from engine.module import GUEST_PLANS
 from engine.pagebytes import ACCEPTED, BLOCKED, PENDING, UNMAPPED
 from engine.records import GIVEUP, HP_TIMEOUT, SUCCESS, TDCALL
@@ -43,6 +43,7 @@ INSTRUCTION: Final = 2
 ACCEPTED_EV: Final = 3
 TDCALL_BUSY_DONE: Final = 4
 ATTR_DONE: Final = 20  # (codes above 10 are free of the run loop's and the handler's)
+ACCEPT_WALKED: Final = 21
 
 
 class GuestRun(EptViolationHandler):
@@ -126,8 +127,7 @@ class GuestRun(EptViolationHandler):
             if state == PENDING:
                 self._tdcall(ACCEPT, _ACCEPT_PLAN, gpa, self.accept_ns, ACCEPTED_EV)
             elif state == UNMAPPED or state == BLOCKED:
-                self.exit_pending = False
-                self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
+                self._accept_walk(gpa)
             else:
                 self.op = None  # done
                 return True
@@ -162,6 +162,32 @@ class GuestRun(EptViolationHandler):
             self.op = None  # done
             return True
         return False
+
+    def _accept_walk(self, gpa: int) -> None:
+        """TDG.MEM.PAGE.ACCEPT of a page nothing maps (never AUGed, or blocked): the module
+        takes the page's SEPT entry lock, guest side, before its walk finds the entry not
+        PENDING (tdg_mem_page_accept: sept_lock_acquire_guest, then check_tdaccept_failure),
+        and takes an EPT-violation exit only after that, releasing the lock. For that
+        TDCALL's round trip a host AUG of the same GPA meets a guest-held entry: BUSY on
+        RCX, and in module 1.5 the host-priority bit that the guest's next ACCEPT then
+        meets. A lock held by the host answers the guest BUSY, as for a PENDING page."""
+        sim = self.sim
+        fail = sim.locks.try_plan(_ACCEPT_PLAN, self.i, gpa, False)
+        if fail is not None:
+            self._tdcall_busy(ACCEPT, fail, gpa)
+            return
+        self.hp_since = -1
+        self.in_tdcall = True
+        self.tdcall_end = sim.now + self.seamcall_ns
+        sim.post(self.tdcall_end, self, ACCEPT_WALKED, gpa)
+
+    def _accept_walked(self, gpa: int) -> None:
+        """The walk of `_accept_walk` ended: the lock goes, the TD exits for the fault."""
+        self.sim.locks.release_plan(_ACCEPT_PLAN, self.i, gpa)
+        self.in_tdcall = False
+        self.kick_pending = False  # the exit below is the one a kick waits for
+        self.exit_pending = False
+        self._exit(EXIT_EPT_VIOLATION, gpa, False, -1)
 
     def _ve_not_accepting(self, pos: int) -> bool:
         """A #VE on a PENDING page whose handler does not ACCEPT (tdx_upm_parallel_test's
@@ -222,7 +248,15 @@ class GuestRun(EptViolationHandler):
             sim.emit((t, dur, TDCALL, self.name, leaf, 0, None, 1, SUCCESS, None))
             sim.post(t + dur, self, done, gpa)
             return
+        self._tdcall_busy(leaf, fail, gpa)
+
+    def _tdcall_busy(self, leaf: str, fail: Failure, gpa: int) -> None:
+        """A guest TDCALL that found its lock held: BUSY back to the guest, which retries
+        (or, kept busy by host priority too long, is forced out: `hp_timeout`)."""
+        sim = self.sim
+        t = sim.now
         timing = sim.timing
+        self.in_tdcall = True
         self.tdcall_end = t + self.seamcall_ns
         sim.emit((t, self.seamcall_ns, TDCALL, self.name, leaf, fail.status, fail.operand,
                   1, GIVEUP, None))

@@ -9,6 +9,7 @@ from engine.accept2m import interrupt_2m
 from engine.errors import InvariantError
 from engine.fault import ATTEMPT, BUSY_DONE, CALL_DONE, FAULT_WORK, WALK
 from engine.guestrun import (
+    ACCEPT_WALKED,
     ACCEPTED_EV,
     ATTR_DONE,
     EXIT_STOP,
@@ -110,6 +111,8 @@ class Vcpu(GuestRun):
             self._walk()
         elif code == ATTR_DONE:
             self._attr_done(arg)
+        elif code == ACCEPT_WALKED:
+            self._accept_walked(arg)
         else:
             raise InvariantError(f"{self.name}: no event {code}")
 

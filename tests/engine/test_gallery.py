@@ -273,3 +273,23 @@ def test_a_line_says_how_many_busy_were_injected() -> None:
     section = page.split("## busy-injection", 1)[1].split("\n## ", 1)[0]
     lines = [line for line in section.splitlines() if line.startswith("- `")]
     assert len(lines) == 2 and all(re.search(r"; \d+ of them injected;", line) for line in lines)
+
+
+def test_a_guest_accept_walk_holds_the_entry_an_aug_meets() -> None:
+    """tdg_mem_page_accept takes the SEPT entry lock before it finds the GPA unmapped: the
+    host AUG in that window gets BUSY on RCX. `bounded` hands it back (a give-up, vCPU 0
+    re-enters); `upstream` runs the fault again locally and its second attempt wins."""
+    for policy, expected in (("bounded", "giveup"), ("upstream", "busy")):
+        log = log_of("accept_vs_aug.toml", policy)
+        augs = [r for r in calls(log, "TDH.MEM.PAGE.AUG") if r["actor"] == "vcpu0"]
+        busy = [r for r in augs if r["outcome"] != "success"]
+        assert [(r["status"], r["operand"], r["outcome"]) for r in busy] == [
+            ("0x8000020000000001", "SEPT_ENTRY", expected)], policy
+        after = augs[augs.index(busy[0]) + 1:]
+        if policy == "upstream":
+            assert after[0]["attempt"] == 2 and after[0]["outcome"] == "success"
+            between = [r for r in log if busy[0]["seq"] < r["seq"] < after[0]["seq"]
+                       and r["actor"] == "vcpu0" and r.get("leaf") == "TDH.VP.ENTER"]
+            assert between == [], "the retry is local: no entry between"
+        else:
+            assert not after, "vcpu1's own fault maps the page: vcpu0 finds it mapped"
