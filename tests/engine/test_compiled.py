@@ -82,7 +82,8 @@ def test_compiled_engine_writes_byte_identical_logs(compiled_tree: Path) -> None
 FILES = ["examples/frozen_spte_race.toml", "examples/invalidation_retry.toml",
          "examples/zero_step_selftest.toml", "examples/memslot_vs_invalidation.toml",
          "examples/memslot_deadlock.toml", "examples/build_tdr_race.toml",
-         "examples/huge_demote_ignores_busy.toml"]
+         "examples/huge_demote_ignores_busy.toml", "examples/accept_vs_aug.toml",
+         "examples/busy_injection.toml"]
 # upstream_6_17: the stalled memslot deletion (faults asleep) and the unserialised build.
 FILE_POLICIES = ("upstream", "bounded", "upstream_6_17")
 FILE_PROBE = """
