@@ -70,7 +70,9 @@ export function causeText(store) {
   for (const holder of holders ?? []) {
     if (holder.operand !== operand) continue;
     const seen = holder.series === "zero_step" ? sum(series.zeroStep) : 0;
-    if (seen > 0) text += ` vs ${holder.leaf} (${holder.label}: ${fmtInt.format(seen)} activations)`;
+    if (seen > 0) {
+      text += `${against.length ? " or" : " vs"} ${holder.leaf} (${holder.label}: ${fmtInt.format(seen)} activations)`;
+    }
   }
   return text;
 }

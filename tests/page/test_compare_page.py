@@ -223,11 +223,13 @@ def test_layout_fits_and_labels_do_not_overlap(server: LiveServer, open_page: Op
     texts = page.evaluate(TEXT_BOXES, "#heatmap svg text, #histogram svg text, .figure-label, .colorscale span")
     assert len(texts) > 10
     assert overlapping(texts) == []
-    # the Policy select shows its longest name whole
-    fits = page.evaluate("""() => { const s = document.getElementById('f-policy');
+    # the Policy selects show their longest name whole
+    longest = max(page.evaluate("window.tdxDashboard.store.hello.policies"), key=len)
+    fits = page.evaluate("""(longest) => ['f-policy', 'c-policy'].map((id) => {
+        const s = document.getElementById(id);
         const c = document.createElement('canvas').getContext('2d'); c.font = getComputedStyle(s).font;
-        return c.measureText(s.value).width + 24 <= s.clientWidth; }""")
-    assert fits
+        return c.measureText(longest).width + 24 <= s.clientWidth; })""", longest)
+    assert fits == [True, True], longest
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(600)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
