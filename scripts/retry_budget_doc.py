@@ -55,6 +55,9 @@ def main() -> int:
         timing.write_text(json.dumps({"wall_s": time.monotonic() - start, "load": load}))
     measured = json.loads(timing.read_text())
     wall_s, load = measured["wall_s"], measured["load"]
+    # how the rows were computed: timing.json may say (a sweep run by hand on a compiled build)
+    how = measured.get("how", "with the editable (pure-Python) engine when run from a "
+                              "checkout; the compiled engine of `pip install .` is faster.")
     sys.path.insert(0, str(ROOT))
     from app.sweep.answer import Answers, scenario_values
 
@@ -67,12 +70,13 @@ def main() -> int:
     for png in sorted(OUT.glob("report-retry*.png")):
         shutil.copy(png, figures / png.name)
     shutil.copy(OUT / "summary.csv", figures / "summary.csv")
-    (DOCS / "retry-budget.md").write_text("\n".join(_page(result, answers, wall_s, load)) + "\n")
+    (DOCS / "retry-budget.md").write_text("\n".join(_page(result, answers, wall_s, load, how)) + "\n")
     print(f"wrote {DOCS / 'retry-budget.md'} and {figures}")
     return 0
 
 
-def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float) -> list[str]:
+def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float,
+          how: str) -> list[str]:
     sweep = result["sweep"]
     axes = sweep["axes"]
     design = answers.design
@@ -96,8 +100,7 @@ def _page(result: dict[str, Any], answers: Any, wall_s: float, load: float) -> l
         "",
         f"This run took {wall_s / 60:.1f} min on {os.cpu_count()} cores "
         f"(load average {load:.2f} at the start; Python {platform.python_version()}, "
-        f"engine {result['versions']['engine']}), with the editable (pure-Python) engine "
-        "when run from a checkout; the compiled engine of `pip install .` is faster.",
+        f"engine {result['versions']['engine']}), " + how,
         "",
         "## The answer",
         "",
