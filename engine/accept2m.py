@@ -16,12 +16,10 @@ from engine.errors import InvariantError
 from engine.huge import LEVEL_2M, REGION_PAGES
 from engine.module import GUEST_PLANS
 from engine.pagebytes import ACCEPTED, BLOCKED, HUGE, NOT_HUGE, PENDING
-from engine.records import ERROR, GIVEUP, HP_TIMEOUT, SUCCESS, TDCALL
+from engine.records import ERROR, SUCCESS, TDCALL
 from engine.status import (
     EXIT_EPT_VIOLATION,
     EXIT_EXTERNAL_INTERRUPT,
-    STATUS_CLASS_MASK,
-    TDX_OPERAND_BUSY_HOST_PRIORITY,
     TDX_PAGE_SIZE_MISMATCH,
 )
 
@@ -88,20 +86,7 @@ def _tdcall_2m(vcpu: GuestRun, gpa: int) -> None:
         return
     # As at 4K: the BUSY goes back to the guest, which accepts again (a new logical call);
     # kept busy by host priority past HP_LOCK_TIMEOUT, the module forces a TD exit.
-    vcpu.tdcall_end = t + vcpu.seamcall_ns
-    sim.emit((t, vcpu.seamcall_ns, TDCALL, vcpu.name, ACCEPT, fail.status, fail.operand, 1,
-              GIVEUP, {"level": "2M"}))
-    if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
-        if vcpu.hp_since < 0:
-            vcpu.hp_since = t
-        elif t - vcpu.hp_since >= sim.timing.hp_lock_timeout_ns:
-            vcpu.hp_since = -1
-            sim.stats["hp_timeouts"] += 1
-            sim.emit((t, 0, HP_TIMEOUT, vcpu.name, ACCEPT, None, None, None, None,
-                      {"gpa": hex(gpa << 12)}))
-            sim.at(t + vcpu.seamcall_ns, vcpu._forced_exit, None)
-            return
-    sim.at(t + vcpu.seamcall_ns, vcpu._tdcall_busy_done)
+    vcpu._tdcall_busy(ACCEPT, fail, gpa, {"level": "2M"})
 
 
 def _chunk_ns(sim: Simulation) -> int:

@@ -250,16 +250,18 @@ class GuestRun(EptViolationHandler):
             return
         self._tdcall_busy(leaf, fail, gpa)
 
-    def _tdcall_busy(self, leaf: str, fail: Failure, gpa: int) -> None:
+    def _tdcall_busy(self, leaf: str, fail: Failure, gpa: int,
+                     extra: dict[str, Any] | None = None) -> None:
         """A guest TDCALL that found its lock held: BUSY back to the guest, which retries
-        (or, kept busy by host priority too long, is forced out: `hp_timeout`)."""
+        (or, kept busy by host priority too long, is forced out: `hp_timeout`). `extra`:
+        the record's further keys (a 2M ACCEPT's level)."""
         sim = self.sim
         t = sim.now
         timing = sim.timing
         self.in_tdcall = True
         self.tdcall_end = t + self.seamcall_ns
         sim.emit((t, self.seamcall_ns, TDCALL, self.name, leaf, fail.status, fail.operand,
-                  1, GIVEUP, None))
+                  1, GIVEUP, extra))
         if fail.status & STATUS_CLASS_MASK == TDX_OPERAND_BUSY_HOST_PRIORITY:
             if self.hp_since < 0:
                 self.hp_since = t

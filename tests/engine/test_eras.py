@@ -18,6 +18,7 @@ from engine.scenario import Scenario, load, parse
 from engine.sim import Simulation
 from engine.status import SEAMCALL_LEAVES
 from tests.engine.support import recount
+from tests.engine.test_mechanisms_scenarios import SLOT
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEADLOCK = load(EXAMPLES / "memslot_deadlock.toml")
@@ -89,6 +90,8 @@ def test_a_stalled_pair_makes_no_more_events() -> None:
     assert sim._seq == scheduled
 
 
+# The memslot tests' two vCPUs (vcpu1 inside a fault on the slot, vcpu0 faulting on it
+# while it is INVALID), alone in a TD.
 DEADLOCK_ALONE = """
 name = "t"
 description = "a vCPU on a memslot being deleted while another's fault keeps it INVALID"
@@ -96,19 +99,7 @@ description = "a vCPU on a memslot being deleted while another's fault keeps it 
 vcpus = 2
 [workload]
 td_memory_mib = 16
-[[vcpu]]
-index = 0
-script = [{step = "run", ns = 105000}, {step = "access", rip = 1, gpa = "0x10000"}]
-[[vcpu]]
-index = 1
-host_delay_ns = 20000
-script = [{step = "run", ns = 90000}, {step = "access", rip = 2, gpa = "0x12000"}]
-[[memslot]]
-gpa = "0x10000"
-pages = 16
-delete_at_us = 100
-recreate_after_us = 300
-"""
+""" + SLOT
 
 
 def test_a_signal_ends_the_stall_and_the_deletion_goes_on() -> None:
